@@ -1,0 +1,8 @@
+import type { FastifyInstance } from "fastify";
+import type { SandboxServices } from "./services.js";
+
+/** Placeholder until implemented. */
+export function registerGraphRoutes(app: FastifyInstance, services: SandboxServices): void {
+  void app;
+  void services;
+}

@@ -1,8 +1,209 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { z } from "zod";
+import { describeCertificate } from "./certs.js";
+import { ENDPOINTS, FAULT_KINDS, type EndpointSelector } from "./context.js";
 import type { SandboxServices } from "./services.js";
+import type { SandboxTenant } from "./tenants.js";
 
-/** Placeholder until implemented. */
+const endpointSelector = z.enum([...ENDPOINTS, "incidents", "defender", "graph", "all"] as [
+  EndpointSelector,
+  ...EndpointSelector[],
+]);
+
+const faultBody = z
+  .object({
+    kind: z.enum(FAULT_KINDS),
+    endpoints: z.array(endpointSelector).min(1).optional(),
+    times: z.number().int().positive().optional(),
+    status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(504)]).optional(),
+    retryAfterSeconds: z.number().int().min(0).max(86_400).optional(),
+    durationMs: z.number().int().min(0).max(600_000).optional(),
+  })
+  .strict();
+
+const latencyBody = z.union([
+  z.object({ fixedMs: z.number().min(0).max(120_000) }).strict(),
+  z.object({ medianMs: z.number().min(0).max(120_000), p95Ms: z.number().min(0).max(600_000) }).strict(),
+]);
+
+const grantBody = z
+  .object({
+    defender: z.array(z.string()).optional(),
+    graph: z.array(z.string()).optional(),
+  })
+  .strict();
+
+/**
+ * The control API under /_sandbox: counters, latency, faults, consent, activity and clock, for tests,
+ * benchmarks and people trying failure modes by hand. Crosswatch's own code never calls it.
+ */
 export function registerControlRoutes(app: FastifyInstance, services: SandboxServices): void {
-  void app;
-  void services;
+  const { ctx, incidents } = services;
+  void app.register(
+    async (scope) => {
+      scope.setErrorHandler(async (error: Error & { statusCode?: number }, _request, reply) => {
+        const status = error.statusCode ?? 500;
+        return reply.code(status >= 400 && status < 600 ? status : 500).send({
+          error: { code: status < 500 ? "BadRequest" : "InternalError", message: error.message },
+        });
+      });
+      scope.setNotFoundHandler(async (request, reply) =>
+        reply.code(404).send({ error: { code: "NotFound", message: `no control route ${request.method} ${request.url}` } }),
+      );
+
+      scope.get("/", async () => ({
+        url: ctx.baseUrl,
+        clientId: ctx.app.clientId,
+        appDisplayName: ctx.app.displayName,
+        seed: ctx.options.seed,
+        tenantCount: ctx.tenants.length,
+        accessTokenVersion: ctx.options.accessTokenVersion,
+        latency: ctx.latency ?? null,
+        rateLimits: ctx.options.rateLimits,
+        clock: new Date(ctx.now()).toISOString(),
+      }));
+
+      scope.get("/tenants", async () => ({ value: ctx.tenants.map(describeTenant) }));
+
+      scope.get("/counters", async () => ctx.counterSnapshot());
+      scope.post("/counters/reset", async (request) => {
+        const body = z
+          .object({ rateLimits: z.boolean().optional() })
+          .strict()
+          .optional()
+          .safeParse(request.body ?? undefined);
+        ctx.resetCounters(body.success ? (body.data?.rateLimits ?? false) : false);
+        return ctx.counterSnapshot();
+      });
+
+      scope.get("/latency", async () => ({ latency: ctx.latency ?? null }));
+      scope.put("/latency", async (request, reply) => {
+        const parsed = latencyBody.safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        ctx.latency = parsed.data;
+        return { latency: ctx.latency };
+      });
+      scope.delete("/latency", async () => {
+        ctx.latency = undefined;
+        return { latency: null };
+      });
+
+      scope.get("/faults", async () => ctx.listFaults());
+      scope.put<{ Params: { tenant: string } }>("/faults/:tenant", async (request, reply) => {
+        const key = tenantKey(request.params.tenant);
+        if (!key) return unknownTenant(reply, request.params.tenant);
+        const parsed = faultBody.safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        ctx.setFault(key, dropUndefined(parsed.data));
+        return ctx.listFaults();
+      });
+      scope.delete<{ Params: { tenant: string } }>("/faults/:tenant", async (request, reply) => {
+        const key = tenantKey(request.params.tenant);
+        if (!key) return unknownTenant(reply, request.params.tenant);
+        ctx.clearFaults(key);
+        return ctx.listFaults();
+      });
+      scope.delete("/faults", async () => {
+        ctx.clearFaults();
+        return ctx.listFaults();
+      });
+
+      scope.post<{ Params: { tenant: string } }>("/tenants/:tenant/revoke-consent", async (request, reply) => {
+        const tenant = ctx.findTenant(request.params.tenant);
+        if (!tenant) return unknownTenant(reply, request.params.tenant);
+        tenant.consent = { granted: false, roles: { defender: [], graph: [] } };
+        return describeTenant(tenant);
+      });
+      scope.post<{ Params: { tenant: string } }>("/tenants/:tenant/grant-consent", async (request, reply) => {
+        const tenant = ctx.findTenant(request.params.tenant);
+        if (!tenant) return unknownTenant(reply, request.params.tenant);
+        const parsed = grantBody.safeParse(request.body ?? {});
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        tenant.consent = {
+          granted: true,
+          roles: {
+            defender: tenant.resources.defender ? (parsed.data.defender ?? ctx.app.requiredRoles.defender) : [],
+            graph: tenant.resources.graph ? (parsed.data.graph ?? ctx.app.requiredRoles.graph) : [],
+          },
+          grantedAt: ctx.now(),
+        };
+        return describeTenant(tenant);
+      });
+
+      scope.post("/activity", async (request, reply) => {
+        const parsed = z
+          .object({ changes: z.number().int().min(1).max(10_000) })
+          .strict()
+          .safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        return incidents.applyActivity(parsed.data.changes);
+      });
+
+      scope.post("/clock", async (request, reply) => {
+        const parsed = z
+          .object({ advanceSeconds: z.number().int().min(0).max(30 * 86_400) })
+          .strict()
+          .safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        ctx.advanceClock(parsed.data.advanceSeconds * 1000);
+        return { clock: new Date(ctx.now()).toISOString() };
+      });
+
+      scope.post("/app/certificates", async (request, reply) => {
+        const parsed = z.object({ certPem: z.string().min(1) }).strict().safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        let credential;
+        try {
+          credential = describeCertificate(parsed.data.certPem);
+        } catch {
+          return reply.code(400).send({ error: { code: "BadRequest", message: "certPem is not a PEM certificate" } });
+        }
+        ctx.app.certificates.push(credential);
+        return { thumbprintSha1: credential.thumbprintSha1, thumbprintSha256: credential.thumbprintSha256 };
+      });
+      scope.post("/app/secrets/expire", async () => {
+        const now = ctx.now();
+        for (const secret of ctx.app.secrets) secret.expiresAt = Math.min(secret.expiresAt, now - 1000);
+        return { expired: ctx.app.secrets.length };
+      });
+    },
+    { prefix: "/_sandbox" },
+  );
+
+  function tenantKey(raw: string): string | undefined {
+    if (raw === "*") return "*";
+    return ctx.findTenant(raw)?.id;
+  }
+}
+
+/** What the control API says about a tenant: everything but secrets (there are none on a tenant). */
+export function describeTenant(tenant: SandboxTenant): Record<string, unknown> {
+  return {
+    id: tenant.id,
+    displayName: tenant.displayName,
+    domain: tenant.domain,
+    tags: tenant.tags,
+    region: tenant.region,
+    resources: tenant.resources,
+    consent: {
+      granted: tenant.consent.granted,
+      roles: tenant.consent.roles,
+      grantedAt: tenant.consent.grantedAt ? new Date(tenant.consent.grantedAt).toISOString() : null,
+    },
+    incidentCount: tenant.incidentCount,
+    note: tenant.note ?? null,
+  };
+}
+
+function badRequest(reply: FastifyReply, error: z.ZodError): FastifyReply {
+  const message = error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
+  return reply.code(400).send({ error: { code: "BadRequest", message } });
+}
+
+function unknownTenant(reply: FastifyReply, raw: string): FastifyReply {
+  return reply.code(404).send({ error: { code: "NotFound", message: `no sandbox tenant '${raw.slice(0, 80)}'` } });
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

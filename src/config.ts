@@ -1,0 +1,132 @@
+import { z } from "zod";
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const emptyAsUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+const httpsUrl = (fallback: string) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .default(fallback)
+      .pipe(z.url({ protocol: /^https$/, error: "must be an https:// URL" }))
+      .transform((url) => url.replace(/\/+$/, "")),
+  );
+const int = (fallback: number, min: number, max: number) =>
+  z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+
+/** Environment variables Crosswatch reads; the README's configuration table mirrors this schema. */
+const envSchema = z.object({
+  PORT: int(4000, 0, 65_535),
+  HOST: z.preprocess(emptyAsUndefined, z.string().default("127.0.0.1")),
+  LOG_LEVEL: z.preprocess(
+    emptyAsUndefined,
+    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  ),
+  AZURE_CLIENT_ID: z.preprocess(
+    emptyAsUndefined,
+    z.string().regex(GUID, "must be the app's client id (a GUID)").optional(),
+  ),
+  AZURE_CLIENT_SECRET: optionalString,
+  AZURE_CLIENT_CERTIFICATE_PATH: optionalString,
+  AZURE_AUTHORITY_HOST: httpsUrl("https://login.microsoftonline.com"),
+  DEFENDER_API_BASE: httpsUrl("https://api.security.microsoft.com"),
+  GRAPH_API_BASE: httpsUrl("https://graph.microsoft.com"),
+  INCIDENTS_BACKEND: z.preprocess(emptyAsUndefined, z.enum(["defender", "graph"]).default("defender")),
+  SANDBOX_SEED: int(42, 0, 2 ** 31 - 1),
+  SANDBOX_TENANTS: int(13, 1, 1000),
+  SANDBOX_INCIDENTS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1000).optional()),
+  SANDBOX_LATENCY_MS: int(0, 0, 60_000),
+  SANDBOX_PORT: int(0, 0, 65_535),
+});
+
+export type IncidentsBackend = "defender" | "graph";
+
+/** Credentials of the partner's multi-tenant app. Never logged, never returned. */
+export type AppCredential =
+  | { kind: "secret"; clientId: string; clientSecret: string }
+  | { kind: "certificate"; clientId: string; certificatePath: string };
+
+export interface Config {
+  /** `sandbox` when no Azure app is configured: the built-in emulator stands in for Entra ID and Defender. */
+  mode: "sandbox" | "azure";
+  port: number;
+  host: string;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Undefined in sandbox mode until the sandbox has started and registered its own app. */
+  credential: AppCredential | undefined;
+  upstream: {
+    authorityHost: string;
+    defenderApiBase: string;
+    graphApiBase: string;
+    defaultBackend: IncidentsBackend;
+    /** PEM certificates trusted besides the system roots (the sandbox's own certificate). */
+    trustedCaPem: string[];
+  };
+  sandbox: {
+    seed: number;
+    tenantCount: number;
+    incidentsPerTenant: number | undefined;
+    latencyMs: number;
+    port: number;
+  };
+}
+
+/** A configuration problem, with every offending variable named and no value echoed. */
+export class ConfigError extends Error {
+  readonly code = "CONFIG_INVALID";
+  override readonly name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/**
+ * Reads and validates the environment once, at start-up. Secrets are kept only inside `credential`;
+ * error messages name variables, never their values.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  let credential: AppCredential | undefined;
+  if (e.AZURE_CLIENT_ID) {
+    if (e.AZURE_CLIENT_SECRET && e.AZURE_CLIENT_CERTIFICATE_PATH) {
+      problems.push("set one of AZURE_CLIENT_SECRET and AZURE_CLIENT_CERTIFICATE_PATH, not both");
+    } else if (e.AZURE_CLIENT_SECRET) {
+      credential = { kind: "secret", clientId: e.AZURE_CLIENT_ID, clientSecret: e.AZURE_CLIENT_SECRET };
+    } else if (e.AZURE_CLIENT_CERTIFICATE_PATH) {
+      credential = { kind: "certificate", clientId: e.AZURE_CLIENT_ID, certificatePath: e.AZURE_CLIENT_CERTIFICATE_PATH };
+    } else {
+      problems.push("AZURE_CLIENT_ID is set: also set AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH");
+    }
+  } else if (e.AZURE_CLIENT_SECRET || e.AZURE_CLIENT_CERTIFICATE_PATH) {
+    problems.push("AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH need AZURE_CLIENT_ID");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    mode: e.AZURE_CLIENT_ID ? "azure" : "sandbox",
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    credential,
+    upstream: {
+      authorityHost: e.AZURE_AUTHORITY_HOST,
+      defenderApiBase: e.DEFENDER_API_BASE,
+      graphApiBase: e.GRAPH_API_BASE,
+      defaultBackend: e.INCIDENTS_BACKEND,
+      trustedCaPem: [],
+    },
+    sandbox: {
+      seed: e.SANDBOX_SEED,
+      tenantCount: e.SANDBOX_TENANTS,
+      incidentsPerTenant: e.SANDBOX_INCIDENTS,
+      latencyMs: e.SANDBOX_LATENCY_MS,
+      port: e.SANDBOX_PORT,
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import "reflect-metadata";
+import { ConfigError, loadConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { startRuntime } from "./runtime.js";
+
+/** Entry point: read config, start (with the sandbox when no Azure app is configured), stop on signals. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`crosswatch: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  const runtime = await startRuntime(config, { logger });
+  const graphqlUrl = `${runtime.url}/graphql`;
+  if (runtime.sandbox) {
+    logger.info(
+      {
+        mode: "sandbox",
+        graphqlUrl,
+        sandboxUrl: runtime.sandbox.url,
+        sandboxTenants: runtime.sandbox.tenants.length,
+        sandboxClientId: runtime.sandbox.clientId,
+      },
+      `SANDBOX MODE: no Azure app configured (AZURE_CLIENT_ID unset), so Crosswatch runs against the built-in ` +
+        `emulated Entra ID and Defender API at ${runtime.sandbox.url} with ${runtime.sandbox.tenants.length} ` +
+        `seeded customer tenants. GraphQL: ${graphqlUrl}`,
+    );
+  } else {
+    logger.info({ mode: "azure", graphqlUrl }, `Crosswatch listening. GraphQL: ${graphqlUrl}`);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    const timer = setTimeout(() => {
+      logger.error("shutdown took longer than 10 s; exiting");
+      process.exit(1);
+    }, 10_000);
+    timer.unref();
+    runtime.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "error during shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`crosswatch: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,71 @@
+import type { Logger } from "pino";
+import { createApp, type App } from "./app.js";
+import type { Config } from "./config.js";
+import { startSandbox, type Sandbox } from "./sandbox/sandbox.js";
+
+export interface Runtime {
+  app: App;
+  /** The in-process sandbox, in sandbox mode only. */
+  sandbox: Sandbox | undefined;
+  /** Base URL of the GraphQL server, e.g. `http://127.0.0.1:4000`. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * In sandbox mode (no Azure app configured) starts the emulator first and points the config at it:
+ * authority host, both incident backends, the sandbox's app credential, and trust of its certificate in
+ * the server's own dispatcher. Then builds and starts the app. Shared by main and the integration tests.
+ */
+export async function startRuntime(config: Config, deps: { logger?: Logger } = {}): Promise<Runtime> {
+  let sandbox: Sandbox | undefined;
+  let effective = config;
+  if (config.mode === "sandbox") {
+    sandbox = await startSandbox({
+      seed: config.sandbox.seed,
+      tenantCount: config.sandbox.tenantCount,
+      port: config.sandbox.port,
+      ...(config.sandbox.incidentsPerTenant !== undefined
+        ? { incidentsPerTenant: config.sandbox.incidentsPerTenant }
+        : {}),
+      ...(config.sandbox.latencyMs > 0 ? { latency: { fixedMs: config.sandbox.latencyMs } } : {}),
+    });
+    effective = withSandbox(config, sandbox);
+  }
+  let app: App;
+  try {
+    app = await createApp(effective, deps);
+  } catch (error) {
+    await sandbox?.close();
+    throw error;
+  }
+  const url = await app.listen().catch(async (error: unknown) => {
+    await app.close();
+    await sandbox?.close();
+    throw error;
+  });
+  return {
+    app,
+    sandbox,
+    url,
+    async close() {
+      await app.close();
+      await sandbox?.close();
+    },
+  };
+}
+
+/** The config an app needs to run against a sandbox. */
+export function withSandbox(config: Config, sandbox: Sandbox): Config {
+  return {
+    ...config,
+    credential: { kind: "secret", clientId: sandbox.clientId, clientSecret: sandbox.clientSecret },
+    upstream: {
+      ...config.upstream,
+      authorityHost: sandbox.url,
+      defenderApiBase: sandbox.url,
+      graphApiBase: `${sandbox.url}/v1.0`,
+      trustedCaPem: [...config.upstream.trustedCaPem, sandbox.caCertPem],
+    },
+  };
+}

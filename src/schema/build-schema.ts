@@ -1,0 +1,19 @@
+import "reflect-metadata";
+import type { GraphQLSchema } from "graphql";
+import { buildSchema, type ContainerType } from "type-graphql";
+import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
+
+/** The resolver classes of the public schema, in one place for the schema build and the SDL printer. */
+export const RESOLVERS = [ServerInfoResolver] as const;
+
+/**
+ * Builds the executable schema. Resolver instances come from `container`, so process-wide services are
+ * injected once by the app instead of being imported as module singletons.
+ */
+export async function buildCrosswatchSchema(container: ContainerType): Promise<GraphQLSchema> {
+  return buildSchema({
+    resolvers: [...RESOLVERS],
+    container,
+    validate: false,
+  });
+}

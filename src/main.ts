@@ -31,6 +31,14 @@ async function main(): Promise<void> {
         `emulated Entra ID and Defender API at ${runtime.sandbox.url} with ${runtime.sandbox.tenants.length} ` +
         `seeded customer tenants. GraphQL: ${graphqlUrl}`,
     );
+    logger.info(
+      {
+        tenants: runtime.sandbox.tenants
+          .slice(0, 20)
+          .map((t) => ({ id: t.id, name: t.displayName, ...(t.note ? { note: t.note } : {}) })),
+      },
+      "sandbox tenants (first 20; all at GET /_sandbox/tenants on the sandbox URL)",
+    );
   } else {
     logger.info({ mode: "azure", graphqlUrl }, `Crosswatch listening. GraphQL: ${graphqlUrl}`);
   }

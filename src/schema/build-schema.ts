@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import type { GraphQLSchema } from "graphql";
+import { printSchema, type GraphQLSchema } from "graphql";
 import { buildSchema, type ContainerType } from "type-graphql";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
 
@@ -16,4 +16,15 @@ export async function buildCrosswatchSchema(container: ContainerType): Promise<G
     container,
     validate: false,
   });
+}
+
+/**
+ * The SDL of the public schema, as committed in schema.graphql. Resolver instances are never called
+ * while printing, so every class gets a bare prototype instance.
+ */
+export async function printCrosswatchSchema(): Promise<string> {
+  const schema = await buildCrosswatchSchema({
+    get: (someClass: new (...args: never[]) => unknown) => Object.create(someClass.prototype) as unknown,
+  });
+  return `${printSchema(schema)}\n`;
 }

@@ -1,0 +1,66 @@
+import type { SqlClient } from "./sql.js";
+
+/**
+ * Forward-only migrations, the same SQL on PGlite and PostgreSQL. Append; never edit one that shipped.
+ * Applied under an advisory lock so replicas starting together migrate once.
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "tenants",
+    sql: `
+      CREATE TABLE tenants (
+        id uuid PRIMARY KEY,
+        display_name text NOT NULL CHECK (length(display_name) BETWEEN 1 AND 256),
+        tags text[] NOT NULL DEFAULT '{}',
+        backend text NULL CHECK (backend IN ('defender', 'graph')),
+        consent_state text NOT NULL DEFAULT 'PENDING'
+          CHECK (consent_state IN ('PENDING', 'GRANTED', 'DENIED', 'REVOKED')),
+        consented_at timestamptz NULL,
+        consent_error text NULL,
+        last_token_success_at timestamptz NULL,
+        last_failure_at timestamptz NULL,
+        last_failure_code text NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX tenants_name_idx ON tenants (lower(display_name), id);
+      CREATE INDEX tenants_tags_idx ON tenants USING gin (tags);
+    `,
+  },
+];
+
+/** Arbitrary constant naming Crosswatch's migration lock. */
+const MIGRATION_LOCK = 0x43_57_01;
+
+export async function migrate(db: SqlClient): Promise<number[]> {
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await tx.query(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         version integer PRIMARY KEY,
+         name text NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now()
+       )`,
+    );
+    const applied = new Set(
+      (await tx.query<{ version: number }>("SELECT version FROM schema_migrations")).map((r) => r.version),
+    );
+    const done: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (applied.has(migration.version)) continue;
+      for (const statement of splitStatements(migration.sql)) await tx.query(statement);
+      await tx.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
+      done.push(migration.version);
+    }
+    return done;
+  });
+}
+
+/** Our migrations hold no semicolons inside statements, so splitting on `;` is safe for them. */
+function splitStatements(sql: string): string[] {
+  return sql
+    .split(";")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

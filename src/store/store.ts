@@ -1,0 +1,36 @@
+import { mkdir } from "node:fs/promises";
+import { migrate } from "./migrations.js";
+import { openPglite, openPostgres, type SqlClient } from "./sql.js";
+import { TenantStore } from "./tenant-store.js";
+
+export interface StoreOptions {
+  /** PostgreSQL connection string; when unset, embedded PGlite is used. */
+  databaseUrl?: string | undefined;
+  /** PGlite data directory; undefined with no databaseUrl means in memory (tests). */
+  dataDir?: string | undefined;
+}
+
+/** Everything persistent, behind one handle that app and tests open once and close once. */
+export interface Store {
+  db: SqlClient;
+  tenants: TenantStore;
+  close(): Promise<void>;
+}
+
+/** Opens the database (PostgreSQL when a URL is given, else PGlite), migrates it, and builds the stores. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  let db: SqlClient;
+  if (options.databaseUrl) {
+    db = await openPostgres(options.databaseUrl);
+  } else {
+    if (options.dataDir) await mkdir(options.dataDir, { recursive: true });
+    db = await openPglite(options.dataDir);
+  }
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return { db, tenants: new TenantStore(db), close: () => db.close() };
+}

@@ -1,0 +1,332 @@
+import { StoreError } from "./errors.js";
+import type { SqlClient } from "./sql.js";
+
+export const CONSENT_STATES = ["PENDING", "GRANTED", "DENIED", "REVOKED"] as const;
+export type ConsentState = (typeof CONSENT_STATES)[number];
+export type BackendOverride = "defender" | "graph";
+
+/** A customer tenant as the registry keeps it. */
+export interface TenantRecord {
+  /** Entra tenant id, lower-case GUID. */
+  id: string;
+  displayName: string;
+  tags: string[];
+  /** Incidents backend for this tenant; null follows the deployment default. */
+  backend: BackendOverride | null;
+  consentState: ConsentState;
+  consentedAt: Date | null;
+  /** The error the admin's consent came back with (DENIED), e.g. `access_denied: AADSTS65004 …`. */
+  consentError: string | null;
+  lastTokenSuccessAt: Date | null;
+  lastFailureAt: Date | null;
+  /** Public error code of the last failed token or upstream call, e.g. CONSENT_REQUIRED. */
+  lastFailureCode: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewTenant {
+  id: string;
+  displayName: string;
+  tags?: string[];
+  backend?: BackendOverride | null;
+  consentState?: ConsentState;
+}
+
+export interface TenantPatch {
+  displayName?: string;
+  tags?: string[];
+  backend?: BackendOverride | null;
+}
+
+export interface TenantFilter {
+  /** Tenants carrying any of these tags. */
+  tags?: string[];
+  consentState?: ConsentState[];
+  /** Case-insensitive substring of the display name, or a prefix of the id. */
+  search?: string;
+}
+
+export interface TenantPage {
+  items: TenantRecord[];
+  /** Cursor of each item, in order. */
+  cursors: string[];
+  hasNextPage: boolean;
+  totalCount: number;
+}
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const MAX_TAGS = 32;
+export const MAX_PAGE_SIZE = 500;
+
+interface TenantRow {
+  id: string;
+  display_name: string;
+  tags: string[];
+  backend: BackendOverride | null;
+  consent_state: ConsentState;
+  consented_at: Date | string | null;
+  consent_error: string | null;
+  last_token_success_at: Date | string | null;
+  last_failure_at: Date | string | null;
+  last_failure_code: string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+const COLUMNS =
+  "id::text AS id, display_name, tags, backend, consent_state, consented_at, consent_error, " +
+  "last_token_success_at, last_failure_at, last_failure_code, created_at, updated_at";
+
+/** Validates and normalises a tenant id: a GUID, lower-cased. Throws INVALID_INPUT otherwise. */
+export function normaliseTenantId(id: string): string {
+  const trimmed = id.trim();
+  if (!GUID.test(trimmed)) {
+    throw new StoreError("INVALID_INPUT", `'${trimmed.slice(0, 60)}' is not an Entra tenant id (a GUID)`, { field: "id" });
+  }
+  return trimmed.toLowerCase();
+}
+
+function normaliseName(name: string): string {
+  const trimmed = name.trim();
+  if (trimmed.length < 1 || trimmed.length > 256) {
+    throw new StoreError("INVALID_INPUT", "displayName must be 1 to 256 characters", { field: "displayName" });
+  }
+  return trimmed;
+}
+
+function normaliseTags(tags: string[]): string[] {
+  const unique = [...new Set(tags.map((t) => t.trim()))];
+  if (unique.length > MAX_TAGS) throw new StoreError("INVALID_INPUT", `at most ${MAX_TAGS} tags`, { field: "tags" });
+  for (const tag of unique) {
+    if (!TAG.test(tag)) {
+      throw new StoreError(
+        "INVALID_INPUT",
+        `tag '${tag.slice(0, 70)}' must be 1 to 64 letters, digits or . _ : - and start with a letter or digit`,
+        { field: "tags" },
+      );
+    }
+  }
+  return unique;
+}
+
+/**
+ * The tenant registry. Every write is one statement or one transaction, so a failed write leaves the
+ * stored tenant exactly as it was.
+ */
+export class TenantStore {
+  constructor(private readonly db: SqlClient) {}
+
+  async register(input: NewTenant): Promise<TenantRecord> {
+    const id = normaliseTenantId(input.id);
+    const rows = await this.db.query<TenantRow>(
+      `INSERT INTO tenants (id, display_name, tags, backend, consent_state)
+       VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (id) DO NOTHING
+       RETURNING ${COLUMNS}`,
+      [id, normaliseName(input.displayName), normaliseTags(input.tags ?? []), input.backend ?? null, input.consentState ?? "PENDING"],
+    );
+    if (rows.length === 0) throw new StoreError("ALREADY_EXISTS", `tenant ${id} is already registered`, { field: "id" });
+    return toRecord(rows[0]!);
+  }
+
+  /** Registers the tenants that are not there yet and leaves the others untouched (sandbox seeding). */
+  async registerMissing(inputs: NewTenant[]): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      let added = 0;
+      for (const input of inputs) {
+        const rows = await tx.query(
+          `INSERT INTO tenants (id, display_name, tags, backend, consent_state)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id`,
+          [normaliseTenantId(input.id), normaliseName(input.displayName), normaliseTags(input.tags ?? []), input.backend ?? null, input.consentState ?? "PENDING"],
+        );
+        added += rows.length;
+      }
+      return added;
+    });
+  }
+
+  async get(id: string): Promise<TenantRecord | undefined> {
+    const rows = await this.db.query<TenantRow>(`SELECT ${COLUMNS} FROM tenants WHERE id = $1`, [normaliseTenantId(id)]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /** Loads many tenants at once (DataLoader batches); unknown ids are simply absent from the map. */
+  async getMany(ids: readonly string[]): Promise<Map<string, TenantRecord>> {
+    const wanted = [...new Set(ids.map(normaliseTenantId))];
+    if (wanted.length === 0) return new Map();
+    const rows = await this.db.query<TenantRow>(`SELECT ${COLUMNS} FROM tenants WHERE id = ANY($1::uuid[])`, [wanted]);
+    return new Map(rows.map((row) => [row.id, toRecord(row)]));
+  }
+
+  /** A page ordered by display name (case-insensitive), then id: stable while tenants are added. */
+  async list(filter: TenantFilter = {}, first = 50, after?: string): Promise<TenantPage> {
+    if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
+      throw new StoreError("INVALID_INPUT", `first must be an integer from 0 to ${MAX_PAGE_SIZE}`, { field: "first" });
+    }
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.tags && filter.tags.length > 0) {
+      params.push(normaliseTags(filter.tags));
+      where.push(`tags && $${params.length}::text[]`);
+    }
+    if (filter.consentState && filter.consentState.length > 0) {
+      params.push(filter.consentState);
+      where.push(`consent_state = ANY($${params.length}::text[])`);
+    }
+    if (filter.search && filter.search.trim() !== "") {
+      params.push(`%${escapeLike(filter.search.trim().toLowerCase())}%`);
+      const like = params.length;
+      params.push(`${escapeLike(filter.search.trim().toLowerCase())}%`);
+      where.push(`(lower(display_name) LIKE $${like} OR id::text LIKE $${params.length})`);
+    }
+    const filterSql = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+    const [{ count }] = (await this.db.query<{ count: number | string }>(
+      `SELECT count(*)::int AS count FROM tenants ${filterSql}`,
+      params,
+    )) as [{ count: number | string }];
+
+    const pageWhere = [...where];
+    const pageParams = [...params];
+    if (after !== undefined) {
+      const [name, id] = decodeCursor(after);
+      pageParams.push(name, id);
+      pageWhere.push(`(lower(display_name), id) > ($${pageParams.length - 1}, $${pageParams.length}::uuid)`);
+    }
+    pageParams.push(first + 1);
+    const rows = await this.db.query<TenantRow>(
+      `SELECT ${COLUMNS} FROM tenants
+       ${pageWhere.length > 0 ? `WHERE ${pageWhere.join(" AND ")}` : ""}
+       ORDER BY lower(display_name), id
+       LIMIT $${pageParams.length}`,
+      pageParams,
+    );
+    const items = rows.slice(0, first).map(toRecord);
+    return {
+      items,
+      cursors: items.map((t) => encodeCursor(t.displayName.toLowerCase(), t.id)),
+      hasNextPage: rows.length > first,
+      totalCount: Number(count),
+    };
+  }
+
+  async update(id: string, patch: TenantPatch): Promise<TenantRecord> {
+    const tenantId = normaliseTenantId(id);
+    const sets: string[] = [];
+    const params: unknown[] = [tenantId];
+    if (patch.displayName !== undefined) {
+      params.push(normaliseName(patch.displayName));
+      sets.push(`display_name = $${params.length}`);
+    }
+    if (patch.tags !== undefined) {
+      params.push(normaliseTags(patch.tags));
+      sets.push(`tags = $${params.length}`);
+    }
+    if (patch.backend !== undefined) {
+      params.push(patch.backend);
+      sets.push(`backend = $${params.length}`);
+    }
+    sets.push("updated_at = now()");
+    const rows = await this.db.query<TenantRow>(
+      `UPDATE tenants SET ${sets.join(", ")} WHERE id = $1 RETURNING ${COLUMNS}`,
+      params,
+    );
+    if (!rows[0]) throw new StoreError("NOT_FOUND", `tenant ${tenantId} is not registered`, { field: "id" });
+    return toRecord(rows[0]);
+  }
+
+  async remove(id: string): Promise<void> {
+    const tenantId = normaliseTenantId(id);
+    const rows = await this.db.query("DELETE FROM tenants WHERE id = $1 RETURNING id", [tenantId]);
+    if (rows.length === 0) throw new StoreError("NOT_FOUND", `tenant ${tenantId} is not registered`, { field: "id" });
+  }
+
+  /**
+   * Records an admin's consent answer. GRANTED registers the tenant when it is new (consent may come
+   * before registration); DENIED and REVOKED require it to exist.
+   */
+  async recordConsent(
+    id: string,
+    state: Exclude<ConsentState, "PENDING">,
+    details: { error?: string; displayName?: string } = {},
+  ): Promise<TenantRecord> {
+    const tenantId = normaliseTenantId(id);
+    return this.db.transaction(async (tx) => {
+      if (state === "GRANTED") {
+        await tx.query(
+          `INSERT INTO tenants (id, display_name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
+          [tenantId, normaliseName(details.displayName ?? `Tenant ${tenantId}`)],
+        );
+      }
+      const rows = await tx.query<TenantRow>(
+        `UPDATE tenants
+            SET consent_state = $2,
+                consented_at = CASE WHEN $2 = 'GRANTED' THEN now() ELSE consented_at END,
+                consent_error = $3,
+                updated_at = now()
+          WHERE id = $1
+          RETURNING ${COLUMNS}`,
+        [tenantId, state, details.error?.slice(0, 1000) ?? null],
+      );
+      if (!rows[0]) throw new StoreError("NOT_FOUND", `tenant ${tenantId} is not registered`, { field: "id" });
+      return toRecord(rows[0]);
+    });
+  }
+
+  /** Records the outcome of a token acquisition or upstream call for a tenant (no error if unknown). */
+  async recordTokenOutcome(id: string, outcome: { ok: true } | { ok: false; code: string }): Promise<void> {
+    const db = this.db;
+    const tenantId = normaliseTenantId(id);
+    if (outcome.ok) {
+      await db.query("UPDATE tenants SET last_token_success_at = now(), updated_at = now() WHERE id = $1", [tenantId]);
+    } else {
+      await db.query(
+        "UPDATE tenants SET last_failure_at = now(), last_failure_code = $2, updated_at = now() WHERE id = $1",
+        [tenantId, outcome.code],
+      );
+    }
+  }
+}
+
+function toRecord(row: TenantRow): TenantRecord {
+  return {
+    id: row.id,
+    displayName: row.display_name,
+    tags: row.tags,
+    backend: row.backend,
+    consentState: row.consent_state,
+    consentedAt: toDate(row.consented_at),
+    consentError: row.consent_error,
+    lastTokenSuccessAt: toDate(row.last_token_success_at),
+    lastFailureAt: toDate(row.last_failure_at),
+    lastFailureCode: row.last_failure_code,
+    createdAt: toDate(row.created_at)!,
+    updatedAt: toDate(row.updated_at)!,
+  };
+}
+
+function toDate(value: Date | string | null): Date | null {
+  if (value === null) return null;
+  return value instanceof Date ? value : new Date(value);
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function encodeCursor(name: string, id: string): string {
+  return Buffer.from(JSON.stringify(["t1", name, id])).toString("base64url");
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (Array.isArray(value) && value.length === 3 && value[0] === "t1" && typeof value[1] === "string" && typeof value[2] === "string" && GUID.test(value[2])) {
+      return [value[1], value[2]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
+}

@@ -34,6 +34,20 @@ const envSchema = z.object({
   DEFENDER_API_BASE: httpsUrl("https://api.security.microsoft.com"),
   GRAPH_API_BASE: httpsUrl("https://graph.microsoft.com"),
   INCIDENTS_BACKEND: z.preprocess(emptyAsUndefined, z.enum(["defender", "graph"]).default("defender")),
+  DATABASE_URL: z.preprocess(
+    emptyAsUndefined,
+    z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// connection string").optional(),
+  ),
+  DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default("./data")),
+  PUBLIC_URL: z.preprocess(
+    emptyAsUndefined,
+    z.url({ protocol: /^https?$/, error: "must be the http(s) URL browsers reach Crosswatch at" }).optional(),
+  ),
+  CONSENT_STATE_SECRET: z.preprocess(
+    emptyAsUndefined,
+    z.string().min(32, "must be at least 32 characters (shared by every replica)").optional(),
+  ),
+  CONSENT_LINK_TTL_SECONDS: int(7 * 86_400, 60, 30 * 86_400),
   SANDBOX_SEED: int(42, 0, 2 ** 31 - 1),
   SANDBOX_TENANTS: int(13, 1, 1000),
   SANDBOX_INCIDENTS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1000).optional()),
@@ -63,6 +77,18 @@ export interface Config {
     defaultBackend: IncidentsBackend;
     /** PEM certificates trusted besides the system roots (the sandbox's own certificate). */
     trustedCaPem: string[];
+  };
+  store: {
+    /** PostgreSQL when set; otherwise embedded PGlite in `dataDir` (`memory://` keeps it in memory). */
+    databaseUrl: string | undefined;
+    dataDir: string;
+  };
+  consent: {
+    /** Base URL browsers reach Crosswatch at; the consent callback is `${publicUrl}/consent/callback`. */
+    publicUrl: string | undefined;
+    /** HMAC key of consent states; random per process when unset (links then die with the process). */
+    stateSecret: string | undefined;
+    linkTtlSeconds: number;
   };
   sandbox: {
     seed: number;
@@ -120,6 +146,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       graphApiBase: e.GRAPH_API_BASE,
       defaultBackend: e.INCIDENTS_BACKEND,
       trustedCaPem: [],
+    },
+    store: { databaseUrl: e.DATABASE_URL, dataDir: e.DATA_DIR },
+    consent: {
+      publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
+      stateSecret: e.CONSENT_STATE_SECRET,
+      linkTtlSeconds: e.CONSENT_LINK_TTL_SECONDS,
     },
     sandbox: {
       seed: e.SANDBOX_SEED,

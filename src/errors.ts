@@ -1,5 +1,6 @@
 import { unwrapResolverError } from "@apollo/server/errors";
-import type { GraphQLFormattedError } from "graphql";
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
+import { StoreError } from "./store/errors.js";
 
 /** Every `extensions.code` a client can see. Stable: clients switch on these. */
 export enum ErrorCode {
@@ -42,4 +43,28 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
 /** The never-branch of exhaustive switches. */
 export function unreachable(value: never): never {
   throw new Error(`unreachable case: ${JSON.stringify(value)}`);
+}
+
+/**
+ * Turns a store's refusal into the public GraphQL error; anything else is rethrown untouched (and then
+ * masked by `formatError`).
+ */
+export function toPublicError(error: unknown): never {
+  if (error instanceof StoreError) {
+    const code =
+      error.code === "INVALID_INPUT"
+        ? ErrorCode.BAD_USER_INPUT
+        : error.code === "ALREADY_EXISTS"
+          ? ErrorCode.ALREADY_EXISTS
+          : ErrorCode.NOT_FOUND;
+    throw new GraphQLError(error.message, {
+      extensions: { code, ...(error.details.field ? { field: error.details.field } : {}) },
+    });
+  }
+  throw error;
+}
+
+/** A BAD_USER_INPUT error naming the argument at fault. */
+export function badInput(message: string, field?: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, ...(field ? { field } : {}) } });
 }

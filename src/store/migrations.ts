@@ -28,6 +28,18 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX tenants_tags_idx ON tenants USING gin (tags);
     `,
   },
+  {
+    version: 2,
+    name: "consent_nonces",
+    sql: `
+      CREATE TABLE consent_nonces (
+        nonce text PRIMARY KEY,
+        used_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX consent_nonces_expiry_idx ON consent_nonces (expires_at);
+    `,
+  },
 ];
 
 /** Arbitrary constant naming Crosswatch's migration lock. */

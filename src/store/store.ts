@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { migrate } from "./migrations.js";
 import { openPglite, openPostgres, type SqlClient } from "./sql.js";
+import { ConsentNonceStore } from "./consent-nonces.js";
 import { TenantStore } from "./tenant-store.js";
 
 export interface StoreOptions {
@@ -14,6 +15,7 @@ export interface StoreOptions {
 export interface Store {
   db: SqlClient;
   tenants: TenantStore;
+  consentNonces: ConsentNonceStore;
   close(): Promise<void>;
 }
 
@@ -32,5 +34,5 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     await db.close();
     throw error;
   }
-  return { db, tenants: new TenantStore(db), close: () => db.close() };
+  return { db, tenants: new TenantStore(db), consentNonces: new ConsentNonceStore(db), close: () => db.close() };
 }

@@ -1,0 +1,143 @@
+import { randomBytes } from "node:crypto";
+import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+
+export type ConsentFlow = "ADMIN_CONSENT" | "LEGACY_V1";
+
+/** An application permission the customer's admin is asked to grant. */
+export interface ConsentPermission {
+  /** Resource display name, e.g. "Microsoft Threat Protection". */
+  resource: string;
+  /** App role value, e.g. "Incident.ReadWrite.All". */
+  role: string;
+  description: string;
+}
+
+export interface ConsentLinkResult {
+  url: string;
+  flow: ConsentFlow;
+  /** Null for a link any tenant's admin may use (`organizations`, or the v1 `common` link). */
+  tenantId: string | null;
+  permissions: ConsentPermission[];
+  /** When the link's state stops being accepted; null for LEGACY_V1, which carries no state. */
+  expiresAt: Date | null;
+}
+
+/** The permissions Crosswatch's app registration requires (what consent grants). */
+export const REQUIRED_PERMISSIONS: readonly ConsentPermission[] = [
+  { resource: "Microsoft Threat Protection", role: "Incident.ReadWrite.All", description: "Read and write all incidents (Defender API)" },
+  { resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All", description: "Read and write all security incidents (Microsoft Graph)" },
+];
+
+export interface ConsentLinkOptions {
+  authorityHost: string;
+  clientId: string;
+  /** The resource whose `/.default` scope the v2 admin-consent link names. */
+  defenderResource: string;
+  /** Where Entra sends the admin back: Crosswatch's `/consent/callback`. */
+  defaultRedirectUri: string;
+  /** HMAC key of the state (shared by all replicas so any of them can take the callback). */
+  stateKey: Uint8Array;
+  /** How long a link's state is accepted. */
+  stateTtlSeconds: number;
+  now?: () => number;
+}
+
+/** Why a callback's state was refused. Nothing is changed when it is. */
+export class ConsentStateError extends Error {
+  override readonly name = "ConsentStateError";
+  constructor(
+    readonly code: "STATE_INVALID" | "STATE_EXPIRED" | "STATE_REPLAYED" | "STATE_TENANT_MISMATCH",
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** What a verified state says. */
+export interface ConsentState {
+  /** Nonce: single use. */
+  nonce: string;
+  /** The tenant the link was made for, or null for an `organizations` link. */
+  tenantId: string | null;
+  redirectUri: string;
+  expiresAt: Date;
+}
+
+const STATE_AUDIENCE = "crosswatch:consent-callback";
+
+/**
+ * Builds consent links and signs/verifies their `state`. The state is an HS256 JWT (jose) naming the
+ * tenant, the redirect URI and a single-use nonce, so a callback can prove the link came from us, is
+ * fresh, and answers for the tenant it was made for. Single use is enforced by the caller's nonce store.
+ */
+export class ConsentLinks {
+  constructor(private readonly options: ConsentLinkOptions) {}
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  async create(input: { flow: ConsentFlow; tenantId?: string | undefined; redirectUri?: string | undefined }): Promise<ConsentLinkResult> {
+    const authority = this.options.authorityHost;
+    if (input.flow === "LEGACY_V1") {
+      // Exactly the partner-access page's link: no state, no redirect URI (the app's registered one is used).
+      const url =
+        `${authority}/common/oauth2/authorize?prompt=consent&client_id=${encodeURIComponent(this.options.clientId)}` +
+        `&response_type=code&sso_reload=true`;
+      return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS], expiresAt: null };
+    }
+    const tenantId = input.tenantId ?? null;
+    const redirectUri = input.redirectUri ?? this.options.defaultRedirectUri;
+    const issuedAt = Math.floor(this.now() / 1000);
+    const exp = issuedAt + this.options.stateTtlSeconds;
+    const state = await new SignJWT({ tid: tenantId, ru: redirectUri })
+      .setProtectedHeader({ alg: "HS256" })
+      .setJti(randomBytes(16).toString("base64url"))
+      .setAudience(STATE_AUDIENCE)
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(exp)
+      .sign(this.options.stateKey);
+    const params = new URLSearchParams({
+      client_id: this.options.clientId,
+      scope: `${this.options.defenderResource}/.default`,
+      redirect_uri: redirectUri,
+      state,
+    });
+    return {
+      url: `${authority}/${tenantId ?? "organizations"}/v2.0/adminconsent?${params.toString()}`,
+      flow: "ADMIN_CONSENT",
+      tenantId,
+      permissions: [...REQUIRED_PERMISSIONS],
+      expiresAt: new Date(exp * 1000),
+    };
+  }
+
+  /**
+   * Verifies a callback's state: our signature, not expired, and (for a tenant-bound link) the same tenant
+   * Entra reports. Single use is the caller's job (`nonce`).
+   */
+  async verify(state: string, reportedTenantId: string | undefined): Promise<ConsentState> {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(state, this.options.stateKey, {
+        algorithms: ["HS256"],
+        audience: STATE_AUDIENCE,
+        currentDate: new Date(this.now()),
+      }));
+    } catch (error) {
+      if (error instanceof joseErrors.JWTExpired) {
+        throw new ConsentStateError("STATE_EXPIRED", "this consent link has expired", { cause: error });
+      }
+      throw new ConsentStateError("STATE_INVALID", "this consent answer does not carry a state Crosswatch issued", { cause: error });
+    }
+    const tenantId = typeof payload.tid === "string" ? payload.tid : null;
+    if (typeof payload.jti !== "string" || typeof payload.ru !== "string" || typeof payload.exp !== "number") {
+      throw new ConsentStateError("STATE_INVALID", "this consent answer does not carry a state Crosswatch issued");
+    }
+    if (tenantId && reportedTenantId && tenantId !== reportedTenantId.toLowerCase()) {
+      throw new ConsentStateError("STATE_TENANT_MISMATCH", "the consent came back for another tenant than the link was made for");
+    }
+    return { nonce: payload.jti, tenantId, redirectUri: payload.ru, expiresAt: new Date(payload.exp * 1000) };
+  }
+}

@@ -1,0 +1,17 @@
+import "reflect-metadata";
+import { Field, ObjectType } from "type-graphql";
+
+@ObjectType({ description: "Relay page information." })
+export class PageInfo {
+  @Field(() => Boolean)
+  hasNextPage!: boolean;
+
+  @Field(() => Boolean)
+  hasPreviousPage!: boolean;
+
+  @Field(() => String, { nullable: true })
+  startCursor!: string | null;
+
+  @Field(() => String, { nullable: true })
+  endCursor!: string | null;
+}

@@ -1,0 +1,123 @@
+import "reflect-metadata";
+import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { IncidentsBackendKind } from "./server-info.type.js";
+import { PageInfo } from "./page-info.type.js";
+
+export enum ConsentStateKind {
+  PENDING = "PENDING",
+  GRANTED = "GRANTED",
+  DENIED = "DENIED",
+  REVOKED = "REVOKED",
+}
+registerEnumType(ConsentStateKind, {
+  name: "ConsentState",
+  description: "Where a tenant's admin consent stands.",
+  valuesConfig: {
+    PENDING: { description: "Registered; no admin has consented yet." },
+    GRANTED: { description: "An admin consented (the last token check says whether it works)." },
+    DENIED: { description: "An admin declined, or consent failed." },
+    REVOKED: { description: "Consent was withdrawn after being granted." },
+  },
+});
+
+@ObjectType({ description: "A customer Entra ID tenant in the partner's registry." })
+export class Tenant {
+  @Field(() => ID, { description: "Entra tenant id (GUID, lower case)." })
+  id!: string;
+
+  @Field(() => String)
+  displayName!: string;
+
+  @Field(() => [String])
+  tags!: string[];
+
+  @Field(() => IncidentsBackendKind, { nullable: true, description: "Backend override; null follows the server default." })
+  backend!: IncidentsBackendKind | null;
+
+  @Field(() => IncidentsBackendKind, { description: "The backend this tenant's incidents are read from." })
+  effectiveBackend!: IncidentsBackendKind;
+
+  @Field(() => ConsentStateKind)
+  consentState!: ConsentStateKind;
+
+  @Field(() => Date, { nullable: true })
+  consentedAt!: Date | null;
+
+  @Field(() => String, { nullable: true, description: "The error an admin's consent came back with." })
+  consentError!: string | null;
+
+  @Field(() => Date, { nullable: true })
+  lastTokenSuccessAt!: Date | null;
+
+  @Field(() => Date, { nullable: true })
+  lastFailureAt!: Date | null;
+
+  @Field(() => String, { nullable: true, description: "Public code of the last failure, e.g. CONSENT_REQUIRED." })
+  lastFailureCode!: string | null;
+
+  @Field(() => Date)
+  createdAt!: Date;
+
+  @Field(() => Date)
+  updatedAt!: Date;
+}
+
+@ObjectType()
+export class TenantEdge {
+  @Field(() => String)
+  cursor!: string;
+
+  @Field(() => Tenant)
+  node!: Tenant;
+}
+
+@ObjectType()
+export class TenantConnection {
+  @Field(() => [TenantEdge])
+  edges!: TenantEdge[];
+
+  @Field(() => PageInfo)
+  pageInfo!: PageInfo;
+
+  @Field(() => Int, { description: "Tenants matching the filter, over all pages." })
+  totalCount!: number;
+}
+
+@InputType()
+export class TenantFilter {
+  @Field(() => [String], { nullable: true, description: "Tenants carrying any of these tags." })
+  tags?: string[];
+
+  @Field(() => [ConsentStateKind], { nullable: true })
+  consentState?: ConsentStateKind[];
+
+  @Field(() => String, { nullable: true, description: "Part of the display name, or the start of the id." })
+  search?: string;
+}
+
+@InputType()
+export class RegisterTenantInput {
+  @Field(() => ID, { description: "Entra tenant id (GUID)." })
+  id!: string;
+
+  @Field(() => String)
+  displayName!: string;
+
+  @Field(() => [String], { nullable: true })
+  tags?: string[];
+
+  @Field(() => IncidentsBackendKind, { nullable: true })
+  backend?: IncidentsBackendKind | null;
+}
+
+@InputType({ description: "Fields to change; omitted fields keep their values, a null backend clears the override." })
+export class UpdateTenantInput {
+  @Field(() => String, { nullable: true })
+  displayName?: string;
+
+  @Field(() => [String], { nullable: true })
+  tags?: string[];
+
+  @Field(() => IncidentsBackendKind, { nullable: true })
+  backend?: IncidentsBackendKind | null;
+}

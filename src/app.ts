@@ -6,13 +6,18 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "./config.js";
+import { ConsentLinks } from "./auth/consent.js";
 import { ErrorCode, formatError } from "./errors.js";
+import { registerConsentCallback, type TenantVerification } from "./http/consent-callback.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createLogger } from "./logger.js";
 import type { GraphQLContext } from "./resolvers/context.js";
+import { ConsentResolver } from "./resolvers/consent.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
+import { TenantsResolver } from "./resolvers/tenants.resolver.js";
 import { buildCrosswatchSchema } from "./schema/build-schema.js";
 import { IncidentsBackendKind, ServerInfo, ServerMode } from "./schema/server-info.type.js";
+import { openStore, type Store } from "./store/store.js";
 import { VERSION } from "./version.js";
 
 export interface App {
@@ -20,6 +25,7 @@ export interface App {
   logger: Logger;
   /** The one undici dispatcher every upstream call goes through. */
   dispatcher: Dispatcher;
+  store: Store;
   /** Listens on `config.host:config.port` (port 0 picks a free one) and returns the base URL. */
   listen(): Promise<string>;
   /** Stops accepting, drains in-flight operations, closes the dispatcher. Safe to call twice. */
@@ -28,6 +34,10 @@ export interface App {
 
 export interface AppDependencies {
   logger?: Logger;
+  /** An already open store (tests share one); by default the app opens and closes its own. */
+  store?: Store;
+  /** Checks a freshly consented tenant with a real token (the token provider's diagnostics). */
+  verifyTenant?: (tenantId: string) => Promise<TenantVerification>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -42,6 +52,29 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     trustedCaPem: config.upstream.trustedCaPem,
     connectTimeoutMs: 5_000,
     connectionsPerOrigin: 64,
+  });
+
+  const store =
+    deps.store ??
+    (await openStore({
+      databaseUrl: config.store.databaseUrl,
+      dataDir: config.store.dataDir === "memory://" ? undefined : config.store.dataDir,
+    }));
+  const ownsStore = deps.store === undefined;
+  let publicUrl = config.consent.publicUrl;
+  const stateKey = config.consent.stateSecret
+    ? new TextEncoder().encode(config.consent.stateSecret)
+    : crypto.getRandomValues(new Uint8Array(32));
+  if (!config.consent.stateSecret && config.mode === "azure") {
+    logger.warn("CONSENT_STATE_SECRET is unset: consent links stop working when this process restarts and on other replicas");
+  }
+  const links = new ConsentLinks({
+    authorityHost: config.upstream.authorityHost,
+    clientId: config.credential?.clientId ?? "",
+    defenderResource: "https://api.security.microsoft.com",
+    defaultRedirectUri: () => `${publicUrl ?? "http://localhost:4000"}/consent/callback`,
+    stateKey,
+    stateTtlSeconds: config.consent.linkTtlSeconds,
   });
 
   const fastify = Fastify({
@@ -66,7 +99,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   info.defaultIncidentsBackend =
     config.upstream.defaultBackend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER;
   info.authorityHost = config.upstream.authorityHost;
-  const resolvers = new Map<unknown, unknown>([[ServerInfoResolver, new ServerInfoResolver(info)]]);
+  const resolvers = new Map<unknown, unknown>([
+    [ServerInfoResolver, new ServerInfoResolver(info)],
+    [TenantsResolver, new TenantsResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
+    [ConsentResolver, new ConsentResolver(links)],
+  ]);
   const schema = await buildCrosswatchSchema({
     get: (someClass) => {
       const instance = resolvers.get(someClass);
@@ -89,6 +126,13 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   await apollo.start();
 
   fastify.get("/healthz", async () => ({ status: "ok", mode: config.mode, version: VERSION }));
+  registerConsentCallback(fastify, {
+    links,
+    nonces: store.consentNonces,
+    tenants: store.tenants,
+    verifyTenant: deps.verifyTenant ?? (async (): Promise<TenantVerification> => ({ ok: false, code: "TOKEN_ENDPOINT_UNAVAILABLE", message: "token verification is not configured", hint: "" })),
+    logger,
+  });
   await fastify.register(fastifyApollo(apollo), {
     path: "/graphql",
     context: async (request) => ({ requestId: request.id, logger: logger.child({ requestId: request.id }) }),
@@ -99,11 +143,14 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     fastify,
     logger,
     dispatcher,
+    store,
     async listen() {
       await fastify.listen({ host: config.host, port: config.port });
       const address = fastify.server.address();
       if (!address || typeof address === "string") throw new Error("server is not listening on a TCP port");
       const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      // Browsers on this machine reach a loopback listener as localhost, which Entra accepts as a reply URL.
+      publicUrl ??= `http://${isLoopbackOrAny(address.address) ? "localhost" : host}:${address.port}`;
       return `http://${host}:${address.port}`;
     },
     async close() {
@@ -112,8 +159,13 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       await fastify.close();
       await apollo.stop();
       await dispatcher.close();
+      if (ownsStore) await store.close();
     },
   };
+}
+
+function isLoopbackOrAny(address: string): boolean {
+  return address === "::" || address === "0.0.0.0" || address === "::1" || address.startsWith("127.");
 }
 
 /**

@@ -39,6 +39,7 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
     await sandbox?.close();
     throw error;
   }
+  if (sandbox) await registerSandboxTenants(app, sandbox);
   const url = await app.listen().catch(async (error: unknown) => {
     await app.close();
     await sandbox?.close();
@@ -53,6 +54,23 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
       await sandbox?.close();
     },
   };
+}
+
+/**
+ * First start in sandbox mode: registers the sandbox's tenants with their names and tags, consented ones as
+ * GRANTED and the Graph-only one with a Graph backend override. Tenants already registered are left alone,
+ * so what a user changed survives a restart.
+ */
+async function registerSandboxTenants(app: App, sandbox: Sandbox): Promise<void> {
+  await app.store.tenants.registerMissing(
+    sandbox.tenants.map((t) => ({
+      id: t.id,
+      displayName: t.displayName,
+      tags: t.tags,
+      backend: t.resources.defender ? null : ("graph" as const),
+      consentState: t.consent.granted ? ("GRANTED" as const) : ("PENDING" as const),
+    })),
+  );
 }
 
 /** The config an app needs to run against a sandbox. */

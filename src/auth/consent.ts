@@ -33,8 +33,8 @@ export interface ConsentLinkOptions {
   clientId: string;
   /** The resource whose `/.default` scope the v2 admin-consent link names. */
   defenderResource: string;
-  /** Where Entra sends the admin back: Crosswatch's `/consent/callback`. */
-  defaultRedirectUri: string;
+  /** Where Entra sends the admin back: Crosswatch's `/consent/callback` (known once the server listens). */
+  defaultRedirectUri: () => string;
   /** HMAC key of the state (shared by all replicas so any of them can take the callback). */
   stateKey: Uint8Array;
   /** How long a link's state is accepted. */
@@ -88,7 +88,7 @@ export class ConsentLinks {
       return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS], expiresAt: null };
     }
     const tenantId = input.tenantId ?? null;
-    const redirectUri = input.redirectUri ?? this.options.defaultRedirectUri;
+    const redirectUri = input.redirectUri ?? this.options.defaultRedirectUri();
     const issuedAt = Math.floor(this.now() / 1000);
     const exp = issuedAt + this.options.stateTtlSeconds;
     const state = await new SignJWT({ tid: tenantId, ru: redirectUri })

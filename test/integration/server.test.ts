@@ -11,7 +11,7 @@ describe("server in sandbox mode", () => {
   const logs = captureLogger("debug");
 
   before(async () => {
-    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "debug" }), { logger: logs.logger });
+    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "debug", DATA_DIR: "memory://" }), { logger: logs.logger });
   });
   after(async () => {
     await runtime.close();

@@ -7,14 +7,20 @@ import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import type { Config } from "./config.js";
 import { ConsentLinks } from "./auth/consent.js";
+import { createConfidentialClient } from "./auth/msal-client.js";
+import { UndiciNetworkClient } from "./auth/network-client.js";
+import { diagnoseToken } from "./auth/token-diagnostics.js";
+import { createTokenProvider, type TokenProvider } from "./auth/token-provider.js";
 import { ErrorCode, formatError } from "./errors.js";
-import { registerConsentCallback, type TenantVerification } from "./http/consent-callback.js";
+import { registerConsentCallback } from "./http/consent-callback.js";
+import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createLogger } from "./logger.js";
 import type { GraphQLContext } from "./resolvers/context.js";
 import { ConsentResolver } from "./resolvers/consent.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
 import { TenantsResolver } from "./resolvers/tenants.resolver.js";
+import { TokensResolver } from "./resolvers/tokens.resolver.js";
 import { buildCrosswatchSchema } from "./schema/build-schema.js";
 import { IncidentsBackendKind, ServerInfo, ServerMode } from "./schema/server-info.type.js";
 import { openStore, type Store } from "./store/store.js";
@@ -26,6 +32,7 @@ export interface App {
   /** The one undici dispatcher every upstream call goes through. */
   dispatcher: Dispatcher;
   store: Store;
+  tokenProvider: TokenProvider;
   /** Listens on `config.host:config.port` (port 0 picks a free one) and returns the base URL. */
   listen(): Promise<string>;
   /** Stops accepting, drains in-flight operations, closes the dispatcher. Safe to call twice. */
@@ -36,8 +43,6 @@ export interface AppDependencies {
   logger?: Logger;
   /** An already open store (tests share one); by default the app opens and closes its own. */
   store?: Store;
-  /** Checks a freshly consented tenant with a real token (the token provider's diagnostics). */
-  verifyTenant?: (tenantId: string) => Promise<TenantVerification>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -54,6 +59,14 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     connectionsPerOrigin: 64,
   });
 
+  if (!config.credential) throw new Error("no app credential: configure an Azure app or start through the sandbox runtime");
+  const msal = await createConfidentialClient({
+    credential: config.credential,
+    authorityHost: config.upstream.authorityHost,
+    networkClient: new UndiciNetworkClient(dispatcher),
+    logger,
+  });
+  const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, logger });
   const store =
     deps.store ??
     (await openStore({
@@ -103,6 +116,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     [ServerInfoResolver, new ServerInfoResolver(info)],
     [TenantsResolver, new TenantsResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
     [ConsentResolver, new ConsentResolver(links)],
+    [TokensResolver, new TokensResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
   ]);
   const schema = await buildCrosswatchSchema({
     get: (someClass) => {
@@ -130,12 +144,23 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     links,
     nonces: store.consentNonces,
     tenants: store.tenants,
-    verifyTenant: deps.verifyTenant ?? (async (): Promise<TenantVerification> => ({ ok: false, code: "TOKEN_ENDPOINT_UNAVAILABLE", message: "token verification is not configured", hint: "" })),
+    async verifyTenant(tenantId) {
+      const tenant = await store.tenants.get(tenantId);
+      const diagnosis = await diagnoseToken(tokenProvider, tenantId, tenant?.backend ?? config.upstream.defaultBackend);
+      if (diagnosis.error && diagnosis.error.code !== "MISSING_ROLE") {
+        return { ok: false, code: diagnosis.error.code, message: diagnosis.error.message, hint: diagnosis.error.hint };
+      }
+      return { ok: true, roles: diagnosis.grantedRoles, missingRoles: [...(diagnosis.missingRoles?.read ?? []), ...(diagnosis.missingRoles?.update ?? [])] };
+    },
     logger,
   });
   await fastify.register(fastifyApollo(apollo), {
     path: "/graphql",
-    context: async (request) => ({ requestId: request.id, logger: logger.child({ requestId: request.id }) }),
+    context: async (request) => ({
+      requestId: request.id,
+      logger: logger.child({ requestId: request.id }),
+      loaders: createLoaders({ tokenProvider, tenants: store.tenants }),
+    }),
   });
 
   let closed = false;
@@ -144,6 +169,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
     dispatcher,
     store,
+    tokenProvider,
     async listen() {
       await fastify.listen({ host: config.host, port: config.port });
       const address = fastify.server.address();

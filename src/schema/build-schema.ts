@@ -4,9 +4,10 @@ import { buildSchema, type ContainerType } from "type-graphql";
 import { ConsentResolver } from "../resolvers/consent.resolver.js";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
 import { TenantsResolver } from "../resolvers/tenants.resolver.js";
+import { TokensResolver } from "../resolvers/tokens.resolver.js";
 
 /** The resolver classes of the public schema, in one place for the schema build and the SDL printer. */
-export const RESOLVERS = [ServerInfoResolver, TenantsResolver, ConsentResolver] as const;
+export const RESOLVERS = [ServerInfoResolver, TenantsResolver, ConsentResolver, TokensResolver] as const;
 
 /**
  * Builds the executable schema. Resolver instances come from `container`, so process-wide services are

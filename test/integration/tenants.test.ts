@@ -153,10 +153,15 @@ describe("tenant registry and consent over GraphQL", () => {
     const html = await page.body.text();
     assert.equal(page.statusCode, 200);
     assert.match(html, /Consent recorded/);
+    assert.match(html, /is onboarded: Crosswatch acquired a token for it with the roles Incident\.ReadWrite\.All/);
     assert.ok(!html.includes("<script"));
-    const after = await gql(`{ tenant(id: "${alpine.id}") { consentState consentedAt } }`);
+    const after = await gql(`{ tenant(id: "${alpine.id}") { consentState consentedAt lastTokenSuccessAt token { ok tid roles } } }`);
     assert.equal(after.body.data.tenant.consentState, "GRANTED");
     assert.ok(Date.parse(after.body.data.tenant.consentedAt) > Date.now() - 60_000);
+    assert.ok(Date.parse(after.body.data.tenant.lastTokenSuccessAt) > Date.now() - 60_000);
+    assert.deepEqual(after.body.data.tenant.token, { ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All"] });
+    const diagnostics = await gql(`{ tokenDiagnostics(tenantIds: ["${alpine.id}"]) { ok tid roles missingRoles } }`);
+    assert.deepEqual(diagnostics.body.data.tokenDiagnostics, [{ ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All"], missingRoles: [] }]);
 
     const replay = await request(`${runtime.url}/consent/callback${callback.search}`);
     assert.equal(replay.statusCode, 400);

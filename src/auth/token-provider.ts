@@ -1,0 +1,401 @@
+import { randomUUID } from "node:crypto";
+import type { AuthenticationResult, ClientCredentialRequest } from "@azure/msal-node";
+import type { Logger } from "pino";
+import { tokenEndpointLogOf, type TokenEndpointLog } from "./msal-client.js";
+import { decodeTokenClaims, tokenFingerprint, type TokenClaims } from "./token-claims.js";
+import { TokenAcquisitionError, toTokenAcquisitionError, type TokenErrorCode } from "./token-errors.js";
+
+/** The APIs Crosswatch needs tokens for. */
+export type TokenResource = "defender" | "graph";
+/** Every `TokenResource`, for validation and iteration. */
+export const TOKEN_RESOURCES: readonly TokenResource[] = ["defender", "graph"];
+
+/** App ID URIs of the resources in the public cloud; sovereign clouds pass their own. */
+export const DEFAULT_RESOURCE_URIS: Record<TokenResource, string> = {
+  defender: "https://api.security.microsoft.com",
+  graph: "https://graph.microsoft.com",
+};
+
+/** An app-only access token for one tenant and resource. */
+export interface AccessToken {
+  /** The bearer token. Never log it; log `fingerprint`. */
+  accessToken: string;
+  /** When it expires, on the provider's clock. */
+  expiresOn: Date;
+  /** True when no token call was made for this answer (provider memory or MSAL's cache). */
+  fromCache: boolean;
+  claims: TokenClaims;
+  /** First 12 hex digits of the token's SHA-256: safe for logs. */
+  fingerprint: string;
+}
+
+/** Per-call options of `getToken`. */
+export interface GetTokenOptions {
+  /** Stops this caller's wait (the operation's deadline); a shared token call goes on for the others. */
+  signal?: AbortSignal;
+}
+
+/** Counters since the provider was created, for metrics. */
+export interface TokenProviderStats {
+  /** `getToken` calls. */
+  requests: number;
+  /** Answered from the provider's memory. */
+  cacheHits: number;
+  /** Joined a token call another caller had started. */
+  coalesced: number;
+  /** Calls into MSAL (flights). */
+  acquisitions: number;
+  /** Flights that ended with a token call to Entra (rather than MSAL's cache). */
+  tokensIssued: number;
+  /** Flights that failed. */
+  failures: number;
+  /** Refused without a call because a retry-after window was still running. */
+  backoffRefusals: number;
+  /** Tokens held in memory. */
+  cachedTokens: number;
+}
+
+/** Gives app-only tokens per customer tenant. The transport for the Defender and Graph clients. */
+export interface TokenProvider {
+  /**
+   * A valid token for the tenant and resource, renewed when less than the refresh margin is left.
+   *
+   * @throws TokenAcquisitionError with a public code; the signal's reason when `signal` aborts first
+   */
+  getToken(tenantId: string, resource: TokenResource, options?: GetTokenOptions): Promise<AccessToken>;
+  /**
+   * Forgets the tenant's tokens (for one resource or both), so the next call fetches a fresh one past MSAL's
+   * cache: for an API that answered 401 to a token that should be valid (consent revoked, roles changed).
+   */
+  invalidate(tenantId: string, resource?: TokenResource): void;
+  stats(): TokenProviderStats;
+}
+
+/** The part of MSAL's `ConfidentialClientApplication` the provider uses (a test double implements just this). */
+export interface ClientCredentialClient {
+  acquireTokenByClientCredential(request: ClientCredentialRequest): Promise<AuthenticationResult | null>;
+}
+
+/** How `MsalTokenProvider` is built: the MSAL client, where tenants live, and its clock and margins. */
+export interface TokenProviderOptions {
+  /** The process's one MSAL client (`createConfidentialClient`). */
+  client: ClientCredentialClient;
+  /** Same value the client was built with; each request's authority is `${authorityHost}/${tenantId}`. */
+  authorityHost: string;
+  /** App ID URIs per resource; default `DEFAULT_RESOURCE_URIS`. */
+  resourceUris?: Partial<Record<TokenResource, string>>;
+  /** Renew a token when less than this is left. Default 5 minutes (MSAL's own margin is 300 s too). */
+  refreshMarginMs?: number;
+  /**
+   * When a renewal fails transiently (throttling, outage), the current token is still handed out while at
+   * least this much of it is left. Default 60 s: enough for one upstream call with its timeout.
+   */
+  minValidityMs?: number;
+  /** The clock, Unix ms. Tests pass the sandbox's (advanceable) clock. */
+  now?: () => number;
+  logger?: Logger;
+  /** Where the network layer recorded failed answers; default the one of `client`, if it has one. */
+  answers?: TokenEndpointLog;
+}
+
+/**
+ * A tenant's own state (no consent, no Defender) is routine and logged as info; transient trouble as a
+ * warning; what Crosswatch's operator must fix (credential, configuration, bugs) as an error.
+ */
+const FAILURE_LOG_LEVELS: Record<TokenErrorCode, "info" | "warn" | "error"> = {
+  CONSENT_REQUIRED: "info",
+  RESOURCE_NOT_PROVISIONED: "info",
+  MISSING_ROLE: "info",
+  TENANT_NOT_FOUND: "info",
+  ACCESS_BLOCKED: "info",
+  THROTTLED: "warn",
+  TOKEN_ENDPOINT_UNAVAILABLE: "warn",
+  INVALID_CLIENT_CREDENTIAL: "error",
+  CREDENTIAL_EXPIRED: "error",
+  TOKEN_REQUEST_REJECTED: "error",
+  TENANT_MISMATCH: "error",
+  INTERNAL: "error",
+};
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface CachedToken {
+  accessToken: string;
+  /** Provider clock. */
+  expiresAt: number;
+  claims: TokenClaims;
+  fingerprint: string;
+}
+
+interface Backoff {
+  /** Provider clock. */
+  until: number;
+  error: TokenAcquisitionError;
+}
+
+/**
+ * `TokenProvider` over MSAL's confidential client.
+ *
+ * - Memory: the provider keeps each (tenant, resource) token and serves it until less than the refresh
+ *   margin is left; the next call after that renews it. No timers, nothing runs in the background.
+ * - Single flight: MSAL does not lock, so concurrent callers for one (tenant, resource) share one call.
+ *   A caller's AbortSignal ends its own wait, never the shared call.
+ * - Failures are not remembered, except where MSAL itself now refuses identical requests (429, 5xx,
+ *   Retry-After): until then the provider refuses without calling, with the remaining retry-after.
+ *   A renewal that fails that way keeps serving the current token while `minValidityMs` of it is left.
+ * - Every token is decoded and its `tid` checked against the tenant asked for.
+ */
+export class MsalTokenProvider implements TokenProvider {
+  private readonly client: ClientCredentialClient;
+  private readonly authorityHost: string;
+  private readonly scopes: Record<TokenResource, string>;
+  private readonly refreshMarginMs: number;
+  private readonly minValidityMs: number;
+  private readonly now: () => number;
+  private readonly logger: Logger | undefined;
+  private readonly answers: TokenEndpointLog | undefined;
+  private readonly tokens = new Map<string, CachedToken>();
+  private readonly flights = new Map<string, Promise<AccessToken>>();
+  private readonly backoffs = new Map<string, Backoff>();
+  /** Keys whose next acquisition must skip MSAL's cache. */
+  private readonly stale = new Set<string>();
+  /** Bumped by `invalidate`, so a flight that started before it cannot store its (maybe old) token. */
+  private readonly generations = new Map<string, number>();
+  private readonly counters = {
+    requests: 0,
+    cacheHits: 0,
+    coalesced: 0,
+    acquisitions: 0,
+    tokensIssued: 0,
+    failures: 0,
+    backoffRefusals: 0,
+  };
+
+  constructor(options: TokenProviderOptions) {
+    this.client = options.client;
+    this.authorityHost = options.authorityHost.replace(/\/+$/, "");
+    const uris = { ...DEFAULT_RESOURCE_URIS, ...options.resourceUris };
+    this.scopes = {
+      defender: `${uris.defender.replace(/\/+$/, "")}/.default`,
+      graph: `${uris.graph.replace(/\/+$/, "")}/.default`,
+    };
+    this.refreshMarginMs = options.refreshMarginMs ?? 5 * 60_000;
+    this.minValidityMs = Math.min(options.minValidityMs ?? 60_000, this.refreshMarginMs);
+    this.now = options.now ?? Date.now;
+    this.logger = options.logger?.child({ component: "token-provider" });
+    this.answers = options.answers ?? tokenEndpointLogOf(options.client);
+  }
+
+  async getToken(tenantId: string, resource: TokenResource, options: GetTokenOptions = {}): Promise<AccessToken> {
+    this.counters.requests++;
+    options.signal?.throwIfAborted();
+    const tenant = tenantId.trim().toLowerCase();
+    if (!GUID.test(tenant)) {
+      // A domain or `common` would name no single tenant to check the token's tid against.
+      throw new TokenAcquisitionError({ code: "TENANT_NOT_FOUND", resource, detail: "tenant ids are GUIDs" });
+    }
+    if (!(TOKEN_RESOURCES as readonly string[]).includes(resource)) {
+      throw new TokenAcquisitionError({ code: "INTERNAL", tenantId: tenant, detail: "unknown resource" });
+    }
+    const key = `${tenant}|${resource}`;
+
+    const cached = this.tokens.get(key);
+    if (cached && !this.stale.has(key) && cached.expiresAt - this.now() > this.refreshMarginMs) {
+      this.counters.cacheHits++;
+      return this.answer(cached, true);
+    }
+
+    let flight = this.flights.get(key);
+    if (flight) {
+      this.counters.coalesced++;
+    } else {
+      const backoff = this.backoffs.get(key);
+      if (backoff) {
+        const leftMs = backoff.until - this.now();
+        if (leftMs > 0) {
+          // Renewal is due but Entra asked us to wait: a token that is still good enough carries on.
+          if (cached && this.usable(key, cached)) {
+            this.counters.cacheHits++;
+            return this.answer(cached, true);
+          }
+          this.counters.backoffRefusals++;
+          throw backoff.error.withRetryAfter(Math.ceil(leftMs / 1000));
+        }
+        this.backoffs.delete(key);
+      }
+      flight = this.acquire(key, tenant, resource).finally(() => this.flights.delete(key));
+      this.flights.set(key, flight);
+    }
+    return options.signal ? raceAbort(flight, options.signal) : flight;
+  }
+
+  invalidate(tenantId: string, resource?: TokenResource): void {
+    const tenant = tenantId.trim().toLowerCase();
+    for (const r of resource ? [resource] : TOKEN_RESOURCES) {
+      const key = `${tenant}|${r}`;
+      this.tokens.delete(key);
+      this.stale.add(key);
+      this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
+    }
+  }
+
+  stats(): TokenProviderStats {
+    return { ...this.counters, cachedTokens: this.tokens.size };
+  }
+
+  /** One flight: ask MSAL, renew past its cache when its token is too close to expiry, check the token. */
+  private async acquire(key: string, tenant: string, resource: TokenResource): Promise<AccessToken> {
+    this.counters.acquisitions++;
+    const started = this.now();
+    const generation = this.generations.get(key) ?? 0;
+    let correlationId = randomUUID();
+    try {
+      const request = (skipCache: boolean): ClientCredentialRequest => ({
+        scopes: [this.scopes[resource]],
+        authority: `${this.authorityHost}/${tenant}`,
+        correlationId,
+        skipCache,
+      });
+      const forceNetwork = this.stale.has(key) || this.tokens.has(key);
+      let result = await this.client.acquireTokenByClientCredential(request(forceNetwork));
+      let token = this.accept(key, result);
+      // MSAL keeps its own cache on its own clock; when its copy is one this provider already considers
+      // due for renewal, ask again past MSAL's cache.
+      if (result?.fromCache && token && token.expiresAt - this.now() <= this.refreshMarginMs) {
+        correlationId = randomUUID();
+        result = await this.client.acquireTokenByClientCredential(request(true));
+        token = this.accept(key, result);
+      }
+      if (!result || !token) {
+        throw new TokenAcquisitionError({
+          code: "TOKEN_ENDPOINT_UNAVAILABLE",
+          tenantId: tenant,
+          resource,
+          correlationId,
+          detail: "the answer held no access token",
+        });
+      }
+      const claims = decodeTokenClaims(token.accessToken);
+      if (claims.tid !== tenant) {
+        throw new TokenAcquisitionError({
+          code: "TENANT_MISMATCH",
+          tenantId: tenant,
+          resource,
+          correlationId,
+          detail: `the token's tid is ${claims.tid}`,
+        });
+      }
+      const entry: CachedToken = { accessToken: token.accessToken, expiresAt: token.expiresAt, claims, fingerprint: token.fingerprint };
+      if ((this.generations.get(key) ?? 0) === generation) {
+        this.tokens.set(key, entry);
+        this.stale.delete(key);
+      }
+      if (!result.fromCache) this.counters.tokensIssued++;
+      this.logger?.debug(
+        {
+          tenantId: tenant,
+          resource,
+          fingerprint: entry.fingerprint,
+          expiresOn: new Date(entry.expiresAt).toISOString(),
+          fromCache: result.fromCache,
+          roles: claims.roles,
+          durationMs: this.now() - started,
+        },
+        "access token acquired",
+      );
+      return this.answer(entry, result.fromCache);
+    } catch (error) {
+      this.counters.failures++;
+      const failure = toTokenAcquisitionError(error, {
+        tenantId: tenant,
+        resource,
+        correlationId,
+        answer: this.answers?.take(correlationId),
+      });
+      if (failure.retryAfterSeconds !== undefined) {
+        this.backoffs.set(key, { until: this.now() + failure.retryAfterSeconds * 1000, error: failure });
+      }
+      // MSAL cached the foreign token under this tenant: the next attempt must go past its cache.
+      if (failure.code === "TENANT_MISMATCH") this.stale.add(key);
+      const level = FAILURE_LOG_LEVELS[failure.code];
+      this.logger?.[level](
+        {
+          tenantId: tenant,
+          resource,
+          code: failure.code,
+          aadsts: failure.aadsts,
+          httpStatus: failure.httpStatus,
+          correlationId: failure.correlationId,
+          retryAfterSeconds: failure.retryAfterSeconds,
+        },
+        "access token acquisition failed",
+      );
+      // A renewal ahead of expiry that hits an outage or throttling keeps the current token while it lasts.
+      const current = this.tokens.get(key);
+      if (failure.transient && current && this.usable(key, current)) {
+        this.logger?.warn({ tenantId: tenant, resource, fingerprint: current.fingerprint }, "renewal failed: serving the current token");
+        return this.answer(current, true);
+      }
+      throw failure;
+    }
+  }
+
+  /** Whether a token due for renewal may still be handed out: not invalidated, and valid for a while. */
+  private usable(key: string, token: CachedToken): boolean {
+    return !this.stale.has(key) && token.expiresAt - this.now() > this.minValidityMs;
+  }
+
+  /** A copy for a caller: nobody can change the provider's memory through an answer. */
+  private answer(token: CachedToken, fromCache: boolean): AccessToken {
+    return {
+      accessToken: token.accessToken,
+      expiresOn: new Date(token.expiresAt),
+      fromCache,
+      claims: { ...token.claims, roles: [...token.claims.roles] },
+      fingerprint: token.fingerprint,
+    };
+  }
+
+  /**
+   * The token of an MSAL result with its expiry on the provider's clock, or undefined for an empty answer
+   * (MSAL turns a 200 without a token, e.g. a body a proxy mangled, into an empty result).
+   *
+   * MSAL's `expiresOn` is on the real clock; its remaining lifetime is carried over to the provider's. A
+   * token this provider already holds keeps the expiry it was given when it was first received, so MSAL's
+   * clock cannot make an old token look fresh.
+   */
+  private accept(key: string, result: AuthenticationResult | null): { accessToken: string; expiresAt: number; fingerprint: string } | undefined {
+    if (!result || typeof result.accessToken !== "string" || result.accessToken === "") return undefined;
+    const fingerprint = tokenFingerprint(result.accessToken);
+    const known = this.tokens.get(key);
+    if (known && known.fingerprint === fingerprint) return { accessToken: result.accessToken, expiresAt: known.expiresAt, fingerprint };
+    const expiresAt = result.expiresOn
+      ? this.now() + (result.expiresOn.getTime() - Date.now())
+      : decodeTokenClaims(result.accessToken).exp * 1000;
+    return { accessToken: result.accessToken, expiresAt, fingerprint };
+  }
+}
+
+/** Builds the process's token provider over its MSAL client. */
+export function createTokenProvider(options: TokenProviderOptions): TokenProvider {
+  return new MsalTokenProvider(options);
+}
+
+/** Settles with `promise`, or rejects with the signal's reason as soon as it aborts; `promise` runs on. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}

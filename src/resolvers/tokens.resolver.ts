@@ -1,0 +1,110 @@
+import "reflect-metadata";
+import { Arg, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
+import type { ConsentLinks } from "../auth/consent.js";
+import type { TokenDiagnosis } from "../auth/token-diagnostics.js";
+import type { IncidentsBackend } from "../config.js";
+import { badInput, toPublicError } from "../errors.js";
+import { ConsentFlowKind } from "../schema/consent.type.js";
+import { IncidentsBackendKind } from "../schema/server-info.type.js";
+import { Tenant } from "../schema/tenant.type.js";
+import { IncidentCapabilityKind, TenantError, TenantErrorCode, TokenDiagnostics } from "../schema/token.type.js";
+import type { TenantStore } from "../store/tenant-store.js";
+import { normaliseTenantId } from "../store/tenant-store.js";
+import type { GraphQLContext } from "./context.js";
+import { createConsentLink } from "./tenants.resolver.js";
+
+export interface TokensResolverDeps {
+  tenants: TenantStore;
+  links: ConsentLinks;
+  defaultBackend: IncidentsBackend;
+}
+
+/** At most this many tenants per `tokenDiagnostics` call. */
+const MAX_TENANTS = 1000;
+
+/** Token diagnostics: what each tenant's app-only token says, or why there is none. */
+@Resolver(() => Tenant)
+export class TokensResolver {
+  constructor(private readonly deps: TokensResolverDeps) {}
+
+  @Query(() => [TokenDiagnostics], {
+    description:
+      "Acquires (or reuses) each tenant's token and explains it: tid, roles, audience, expiry, missing roles, or why it failed. " +
+      "The backend defaults to each tenant's own (registry override, else the server default).",
+  })
+  async tokenDiagnostics(
+    @Arg("tenantIds", () => [ID]) tenantIds: string[],
+    @Arg("backend", () => IncidentsBackendKind, { nullable: true }) backend: IncidentsBackendKind | undefined,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<TokenDiagnostics[]> {
+    if (tenantIds.length > MAX_TENANTS) throw badInput(`at most ${MAX_TENANTS} tenantIds per call`, "tenantIds");
+    let ids: string[];
+    try {
+      ids = tenantIds.map(normaliseTenantId);
+    } catch (error) {
+      return toPublicError(error);
+    }
+    const unique = [...new Set(ids)];
+    const records = await ctx.loaders.tenant.loadMany(unique);
+    return Promise.all(
+      unique.map(async (id, i) => {
+        const record = records[i];
+        const registered = record instanceof Error ? undefined : record;
+        const chosen = backend ?? registered?.backend ?? this.deps.defaultBackend;
+        return this.explain(await ctx.loaders.diagnosis.load(`${id}|${chosen}`));
+      }),
+    );
+  }
+
+  @FieldResolver(() => TokenDiagnostics, { description: "This tenant's token, for its effective backend." })
+  async token(@Root() tenant: Tenant, @Ctx() ctx: GraphQLContext): Promise<TokenDiagnostics> {
+    const backend = tenant.effectiveBackend === IncidentsBackendKind.GRAPH ? "graph" : "defender";
+    return this.explain(await ctx.loaders.diagnosis.load(`${tenant.id}|${backend}`));
+  }
+
+  private async explain(d: TokenDiagnosis): Promise<TokenDiagnostics> {
+    const out = new TokenDiagnostics();
+    Object.assign(out, {
+      tenantId: d.tenantId,
+      backend: d.backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
+      ok: d.ok,
+      tid: d.claims?.tid ?? null,
+      audience: d.claims?.aud ?? null,
+      issuer: d.claims?.iss ?? null,
+      appId: d.claims?.appId ?? null,
+      version: d.claims?.ver ?? null,
+      roles: d.grantedRoles,
+      requiredRoles: d.requiredRoles.map((r) => ({
+        role: r.role,
+        enables: r.enables.map((c) => (c === "read" ? IncidentCapabilityKind.READ : IncidentCapabilityKind.UPDATE)),
+      })),
+      missingRoles: d.missingRoles?.read ?? [],
+      missingRolesForUpdate: d.missingRoles?.update ?? [],
+      canRead: d.canRead,
+      canUpdate: d.canUpdate,
+      issuedAt: d.claims ? new Date(d.claims.iat * 1000) : null,
+      expiresAt: d.expiresAt ?? null,
+      fromCache: d.fromCache ?? null,
+      error: d.error ? await this.tenantError(d.tenantId, d.error) : null,
+    });
+    return out;
+  }
+
+  private async tenantError(
+    tenantId: string,
+    error: NonNullable<TokenDiagnosis["error"]>,
+  ): Promise<TenantError> {
+    const out = new TenantError();
+    const fixableByConsent = error.code === "CONSENT_REQUIRED" || error.code === "MISSING_ROLE";
+    Object.assign(out, {
+      code: TenantErrorCode[error.code],
+      message: error.message,
+      hint: error.hint,
+      retryAfterSeconds: error.retryAfterSeconds ?? null,
+      consentLink: fixableByConsent
+        ? await createConsentLink(this.deps.links, ConsentFlowKind.ADMIN_CONSENT, tenantId, undefined)
+        : null,
+    });
+    return out;
+  }
+}

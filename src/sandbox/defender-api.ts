@@ -1,8 +1,256 @@
-import type { FastifyInstance } from "fastify";
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { EndpointName, RateLimitOptions } from "./context.js";
+import { admitCaller, describeFrameworkError, rawQueryString, readJsonObject, useRawBodies, type Caller } from "./incident-http.js";
+import {
+  acceptedDeterminationSpellings,
+  CLASSIFICATIONS,
+  INCIDENT_STATUSES,
+  parseClassification,
+  parseDetermination,
+  parseStatus,
+  type IncidentRecord,
+} from "./incident-model.js";
+import { defenderIncident } from "./incident-serializers.js";
+import type { IncidentChanges } from "./incidents-store.js";
+import { evaluateFilter, ODataError, parseFilter, parseNonNegativeInteger, parseQueryOptions, type FilterSchema } from "./odata.js";
+import { RESOURCES } from "./resources.js";
 import type { SandboxServices } from "./services.js";
 
-/** Placeholder until implemented. */
+/**
+ * The legacy Microsoft 365 Defender incidents API (reference section 1): `GET /api/incidents`,
+ * `GET /api/incidents/{id}` and `PATCH /api/incidents/{id}`, OData v4, `{error:{code,message,target}}`.
+ */
+
+const METADATA = "https://api.security.microsoft.com/api/$metadata#Incidents";
+const CONTENT_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
+/** The documented maximum page size (reference 1.3). */
+export const DEFENDER_MAX_TOP = 100;
+
+/** `$filter` works on these four properties only (reference 1.3). */
+export const DEFENDER_FILTER_SCHEMA: FilterSchema = {
+  entityName: "Incident",
+  datetimeLiterals: "lenient",
+  properties: {
+    lastUpdateTime: { kind: "datetime" },
+    createdTime: { kind: "datetime" },
+    status: { kind: "enum", typeName: "IncidentStatus", members: INCIDENT_STATUSES },
+    assignedTo: { kind: "string" },
+  },
+};
+
+const PATCHABLE = ["status", "assignedTo", "classification", "determination", "tags", "comment"] as const;
+
+/** The Defender error body: `target` is a per-error tracking id. */
+export function defenderError(_status: number, code: string, message: string): { error: { code: string; message: string; target: string } } {
+  return { error: { code, message, target: randomUUID() } };
+}
+
+function defenderRead(record: IncidentRecord, property: string): string | null {
+  switch (property) {
+    case "lastUpdateTime":
+      return record.lastUpdateTime;
+    case "createdTime":
+      return record.createdTime;
+    case "status":
+      return record.status;
+    case "assignedTo":
+      return record.assignedTo;
+    default:
+      return null;
+  }
+}
+
+/** Registers the Defender routes under `/api` with their own error and not-found handlers. */
 export function registerDefenderRoutes(app: FastifyInstance, services: SandboxServices): void {
-  void app;
-  void services;
+  const { ctx, incidents } = services;
+
+  const admit = (request: FastifyRequest, reply: FastifyReply, endpoint: EndpointName, bucket: keyof RateLimitOptions, write: boolean): Promise<Caller | undefined> => {
+    void reply.header("odata-version", "4.0");
+    const required = write ? RESOURCES.defender.writeRoles : RESOURCES.defender.readRoles;
+    return admitCaller(services, request, reply, {
+      endpoint,
+      bucket,
+      resource: RESOURCES.defender,
+      requiredRoles: required,
+      unauthorizedCode: "Unauthorized",
+      errorBody: defenderError,
+      forbidden: (granted) =>
+        defenderError(
+          403,
+          "Forbidden",
+          `The application does not have any of the required application permissions (${required.join(", ")}) to access the resource.` +
+            (granted.length > 0 ? ` Granted: ${granted.join(", ")}.` : " The token carries no roles."),
+        ),
+    });
+  };
+
+  const fail = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send(defenderError(status, code, message));
+  const ok = (reply: FastifyReply, body: unknown) => reply.code(200).header("content-type", CONTENT_TYPE).send(JSON.stringify(body));
+
+  /** Parses the `{id}` path segment: a number, else 400 (reference: ids are longs). */
+  const incidentIdOf = (reply: FastifyReply, raw: string): number | undefined => {
+    if (!/^\d{1,15}$/.test(raw)) {
+      void fail(reply, 400, "BadRequest", `The incident id '${raw}' is not valid: incident ids are numbers.`);
+      return undefined;
+    }
+    return Number(raw);
+  };
+
+  const entity = (record: IncidentRecord) => ({
+    "@odata.context": `${METADATA}/$entity`,
+    ...defenderIncident(incidents.view(record), { entitySerialization: ctx.options.entitySerialization, listItem: false }),
+  });
+
+  void app.register(
+    async (scope) => {
+      useRawBodies(scope);
+      scope.setErrorHandler(async (error, _request, reply) => {
+        const { status, message } = describeFrameworkError(error as { statusCode?: number; message: string });
+        const code = status === 413 ? "InvalidRequestBody" : status >= 500 ? "InternalServerError" : "BadRequest";
+        await fail(reply, status, code, message);
+      });
+      scope.setNotFoundHandler(async (request, reply) => {
+        const path = (request.raw.url ?? "").split("?")[0]!;
+        if (/^\/api\/incidents(\/[^/]+)?$/.test(path)) {
+          await fail(reply, 405, "MethodNotAllowed", `The method '${request.method}' is not allowed on '${path}'.`);
+          return;
+        }
+        await fail(reply, 404, "ResourceNotFound", `No resource matches '${path}'.`);
+      });
+
+      scope.get("/incidents", async (request, reply) => {
+        const caller = await admit(request, reply, "defender.list", "defender.list", false);
+        if (!caller) return reply;
+        let options: Map<string, string>;
+        let top: number;
+        let skip: number;
+        let filter: ((record: IncidentRecord) => boolean) | undefined;
+        try {
+          options = parseQueryOptions(rawQueryString(request), ["$filter", "$top", "$skip"]);
+          top = options.has("$top") ? parseNonNegativeInteger("$top", options.get("$top")!) : ctx.options.defenderDefaultTop;
+          if (top > DEFENDER_MAX_TOP) {
+            return fail(reply, 400, "BadRequest", `The $top value ${top} exceeds the maximum page size of ${DEFENDER_MAX_TOP}; page with $skip.`);
+          }
+          skip = options.has("$skip") ? parseNonNegativeInteger("$skip", options.get("$skip")!) : 0;
+          if (options.has("$filter")) {
+            const tree = parseFilter(options.get("$filter")!, DEFENDER_FILTER_SCHEMA);
+            filter = (record) => evaluateFilter(tree, DEFENDER_FILTER_SCHEMA, (p) => defenderRead(record, p));
+          }
+        } catch (error) {
+          if (error instanceof ODataError) return fail(reply, 400, "ODataError", error.message);
+          throw error;
+        }
+        // Newest first by createdTime; ids increase with createdTime, so walking backwards is that order.
+        const all = incidents.forTenant(caller.tenant.id);
+        const page: IncidentRecord[] = [];
+        let skipped = 0;
+        for (let i = all.length - 1; i >= 0 && page.length < top; i--) {
+          const record = all[i]!;
+          if (filter && !filter(record)) continue;
+          if (skipped < skip) {
+            skipped++;
+            continue;
+          }
+          page.push(record);
+        }
+        const body: Record<string, unknown> = {
+          "@odata.context": METADATA,
+          value: page.map((r) => defenderIncident(incidents.view(r), { entitySerialization: ctx.options.entitySerialization, listItem: true })),
+        };
+        if (ctx.options.defenderNextLink && top > 0 && page.length === top) {
+          const params: string[] = [];
+          if (options.has("$filter")) params.push(`$filter=${encodeURIComponent(options.get("$filter")!)}`);
+          params.push(`$top=${top}`, `$skip=${skip + top}`);
+          body["@odata.nextLink"] = `${ctx.baseUrl}/api/incidents?${params.join("&")}`;
+        }
+        return ok(reply, body);
+      });
+
+      scope.get<{ Params: { id: string } }>("/incidents/:id", async (request, reply) => {
+        const caller = await admit(request, reply, "defender.get", "defender.get", false);
+        if (!caller) return reply;
+        const id = incidentIdOf(reply, request.params.id);
+        if (id === undefined) return reply;
+        const record = incidents.get(caller.tenant.id, id);
+        if (!record) return fail(reply, 404, "ResourceNotFound", `Incident ${id} was not found.`);
+        return ok(reply, entity(record));
+      });
+
+      scope.patch<{ Params: { id: string } }>("/incidents/:id", async (request, reply) => {
+        const caller = await admit(request, reply, "defender.patch", "defender.patch", true);
+        if (!caller) return reply;
+        const id = incidentIdOf(reply, request.params.id);
+        if (id === undefined) return reply;
+        const body = readJsonObject(request);
+        if (!body.ok) return fail(reply, body.reason === "content-type" ? 415 : 400, "InvalidRequestBody", body.message);
+        const parsed = parsePatch(body.value);
+        if ("error" in parsed) return fail(reply, 400, parsed.code, parsed.error);
+        if (!incidents.get(caller.tenant.id, id)) return fail(reply, 404, "ResourceNotFound", `Incident ${id} was not found.`);
+        const updated = incidents.update(caller.tenant.id, id, parsed, `API-App:${ctx.app.displayName}`)!;
+        return ok(reply, entity(updated));
+      });
+    },
+    { prefix: "/api" },
+  );
+}
+
+/**
+ * Validates a PATCH body (reference 1.10): only the six documented, case-sensitive names; `tags`
+ * replaces the list; every classification/determination spelling of reference 1.8 is accepted.
+ */
+export function parsePatch(body: Record<string, unknown>): IncidentChanges | { error: string; code: "InvalidRequestBody" | "InvalidInput" } {
+  const changes: IncidentChanges = {};
+  const keys = Object.keys(body);
+  if (keys.length === 0) return { code: "InvalidRequestBody", error: `The request body has no property to update; use one or more of ${PATCHABLE.join(", ")}.` };
+  for (const key of keys) {
+    const value = body[key];
+    if (!(PATCHABLE as readonly string[]).includes(key)) {
+      const near = PATCHABLE.find((p) => p.toLowerCase() === key.toLowerCase());
+      return {
+        code: "InvalidRequestBody",
+        error: near
+          ? `Unknown property '${key}': body parameter names are case-sensitive; did you mean '${near}'?`
+          : `Unknown property '${key}'. Updatable properties: ${PATCHABLE.join(", ")}.`,
+      };
+    }
+    const wrongType = (expected: string) => ({ code: "InvalidRequestBody" as const, error: `Property '${key}' must be ${expected}, got ${JSON.stringify(value)}.` });
+    switch (key) {
+      case "status": {
+        if (typeof value !== "string") return wrongType("a string");
+        const status = parseStatus(value);
+        if (!status) return { code: "InvalidInput", error: `'${value}' is not a valid status. Valid values: ${INCIDENT_STATUSES.join(", ")}.` };
+        changes.status = status;
+        break;
+      }
+      case "assignedTo":
+        if (value !== null && typeof value !== "string") return wrongType("a string or null");
+        changes.assignedTo = value === null || value.trim() === "" ? null : value;
+        break;
+      case "classification": {
+        if (typeof value !== "string") return wrongType("a string");
+        const classification = parseClassification(value);
+        if (!classification) return { code: "InvalidInput", error: `'${value}' is not a valid classification. Valid values: ${CLASSIFICATIONS.join(", ")}.` };
+        changes.classification = classification;
+        break;
+      }
+      case "determination": {
+        if (typeof value !== "string") return wrongType("a string");
+        const determination = parseDetermination(value);
+        if (!determination) return { code: "InvalidInput", error: `'${value}' is not a valid determination. Valid values: ${acceptedDeterminationSpellings().join(", ")}.` };
+        changes.determination = determination;
+        break;
+      }
+      case "tags":
+        if (!Array.isArray(value) || value.some((t) => typeof t !== "string")) return wrongType("an array of strings");
+        changes.tags = value as string[];
+        break;
+      case "comment":
+        if (typeof value !== "string") return wrongType("a string");
+        if (value.trim() === "") return { code: "InvalidInput", error: "Property 'comment' must not be empty." };
+        changes.comment = value;
+        break;
+    }
+  }
+  return changes;
 }

@@ -11,13 +11,17 @@ import { createConfidentialClient } from "./auth/msal-client.js";
 import { UndiciNetworkClient } from "./auth/network-client.js";
 import { diagnoseToken } from "./auth/token-diagnostics.js";
 import { createTokenProvider, type TokenProvider } from "./auth/token-provider.js";
+import { createIncidentsClients } from "./defender/clients.js";
 import { ErrorCode, formatError } from "./errors.js";
+import { MemoryIncidentCache } from "./incidents/incident-cache.js";
+import { createIncidentService, type IncidentService } from "./incidents/incident-service.js";
 import { registerConsentCallback } from "./http/consent-callback.js";
 import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createLogger } from "./logger.js";
 import type { GraphQLContext } from "./resolvers/context.js";
 import { ConsentResolver } from "./resolvers/consent.resolver.js";
+import { IncidentsResolver, TenantIncidentsResolver } from "./resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
 import { TenantsResolver } from "./resolvers/tenants.resolver.js";
 import { TokensResolver } from "./resolvers/tokens.resolver.js";
@@ -33,6 +37,7 @@ export interface App {
   dispatcher: Dispatcher;
   store: Store;
   tokenProvider: TokenProvider;
+  incidents: IncidentService;
   /** Listens on `config.host:config.port` (port 0 picks a free one) and returns the base URL. */
   listen(): Promise<string>;
   /** Stops accepting, drains in-flight operations, closes the dispatcher. Safe to call twice. */
@@ -67,6 +72,19 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
   });
   const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, logger });
+  const clients = createIncidentsClients({
+    dispatcher,
+    tokenProvider,
+    defenderApiBase: config.upstream.defenderApiBase,
+    graphApiBase: config.upstream.graphApiBase,
+    logger,
+  });
+  const incidents = createIncidentService({
+    clients,
+    cache: new MemoryIncidentCache(),
+    freshnessMs: config.incidents.freshnessSeconds * 1000,
+    logger,
+  });
   const store =
     deps.store ??
     (await openStore({
@@ -112,11 +130,19 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   info.defaultIncidentsBackend =
     config.upstream.defaultBackend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER;
   info.authorityHost = config.upstream.authorityHost;
+  const incidentsResolver = new IncidentsResolver({
+    tenants: store.tenants,
+    service: incidents,
+    links,
+    defaultBackend: config.upstream.defaultBackend,
+  });
   const resolvers = new Map<unknown, unknown>([
     [ServerInfoResolver, new ServerInfoResolver(info)],
     [TenantsResolver, new TenantsResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
     [ConsentResolver, new ConsentResolver(links)],
     [TokensResolver, new TokensResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
+    [IncidentsResolver, incidentsResolver],
+    [TenantIncidentsResolver, new TenantIncidentsResolver(incidentsResolver)],
   ]);
   const schema = await buildCrosswatchSchema({
     get: (someClass) => {
@@ -156,11 +182,17 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   });
   await fastify.register(fastifyApollo(apollo), {
     path: "/graphql",
-    context: async (request) => ({
-      requestId: request.id,
-      logger: logger.child({ requestId: request.id }),
-      loaders: createLoaders({ tokenProvider, tenants: store.tenants }),
-    }),
+    context: async (request) => {
+      // One deadline per operation: every token and upstream wait of this request ends by then.
+      const deadline = Date.now() + config.incidents.operationTimeoutMs;
+      const signal = AbortSignal.timeout(config.incidents.operationTimeoutMs);
+      return {
+        requestId: request.id,
+        logger: logger.child({ requestId: request.id }),
+        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, { signal, deadline }),
+        operation: { signal, deadline },
+      };
+    },
   });
 
   let closed = false;
@@ -170,6 +202,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     dispatcher,
     store,
     tokenProvider,
+    incidents,
     async listen() {
       await fastify.listen({ host: config.host, port: config.port });
       const address = fastify.server.address();

@@ -32,7 +32,7 @@ const envSchema = z.object({
   AZURE_CLIENT_CERTIFICATE_PATH: optionalString,
   AZURE_AUTHORITY_HOST: httpsUrl("https://login.microsoftonline.com"),
   DEFENDER_API_BASE: httpsUrl("https://api.security.microsoft.com"),
-  GRAPH_API_BASE: httpsUrl("https://graph.microsoft.com"),
+  GRAPH_API_BASE: httpsUrl("https://graph.microsoft.com/v1.0"),
   INCIDENTS_BACKEND: z.preprocess(emptyAsUndefined, z.enum(["defender", "graph"]).default("defender")),
   DATABASE_URL: z.preprocess(
     emptyAsUndefined,
@@ -48,6 +48,8 @@ const envSchema = z.object({
     z.string().min(32, "must be at least 32 characters (shared by every replica)").optional(),
   ),
   CONSENT_LINK_TTL_SECONDS: int(7 * 86_400, 60, 30 * 86_400),
+  INCIDENT_FRESHNESS_SECONDS: int(30, 0, 3600),
+  OPERATION_TIMEOUT_MS: int(20_000, 100, 300_000),
   SANDBOX_SEED: int(42, 0, 2 ** 31 - 1),
   SANDBOX_TENANTS: int(13, 1, 1000),
   SANDBOX_INCIDENTS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1000).optional()),
@@ -89,6 +91,12 @@ export interface Config {
     /** HMAC key of consent states; random per process when unset (links then die with the process). */
     stateSecret: string | undefined;
     linkTtlSeconds: number;
+  };
+  incidents: {
+    /** Within this age a tenant's cached incidents are served with no upstream call. */
+    freshnessSeconds: number;
+    /** Deadline of one GraphQL operation; a slow tenant is reported, not waited for. */
+    operationTimeoutMs: number;
   };
   sandbox: {
     seed: number;
@@ -153,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       stateSecret: e.CONSENT_STATE_SECRET,
       linkTtlSeconds: e.CONSENT_LINK_TTL_SECONDS,
     },
+    incidents: { freshnessSeconds: e.INCIDENT_FRESHNESS_SECONDS, operationTimeoutMs: e.OPERATION_TIMEOUT_MS },
     sandbox: {
       seed: e.SANDBOX_SEED,
       tenantCount: e.SANDBOX_TENANTS,

@@ -41,11 +41,21 @@ export class UpstreamError extends Error {
   }
 }
 
-export interface ListOptions {
+/** Per-call options of every backend method. */
+export interface CallOptions {
+  /** The GraphQL operation's deadline (or cancellation). */
+  signal?: AbortSignal;
+  /**
+   * The same deadline as an epoch-ms instant, so the client can tell whether a wait (Retry-After, a rate
+   * slot, a back-off) still fits: a signal cannot say how much time it has left. Default: now plus the
+   * client's operation timeout.
+   */
+  deadline?: number;
+}
+
+export interface ListOptions extends CallOptions {
   /** Only incidents updated at or after this time (the incremental refresh watermark). */
   updatedSince?: Date;
-  /** The GraphQL operation's deadline. */
-  signal?: AbortSignal;
 }
 
 export interface ListResult {
@@ -63,7 +73,7 @@ export interface IncidentsBackendClient {
   readonly backend: IncidentsBackendName;
   listIncidents(tenantId: string, options?: ListOptions): Promise<ListResult>;
   /** Resolves undefined when the incident does not exist. */
-  getIncident(tenantId: string, incidentId: string, options?: { signal?: AbortSignal }): Promise<Incident | undefined>;
+  getIncident(tenantId: string, incidentId: string, options?: CallOptions): Promise<Incident | undefined>;
   /** Writes through; never retried blindly. Returns the incident as the backend answers it. */
-  updateIncident(tenantId: string, incidentId: string, patch: IncidentPatch, options?: { signal?: AbortSignal }): Promise<Incident>;
+  updateIncident(tenantId: string, incidentId: string, patch: IncidentPatch, options?: CallOptions): Promise<Incident>;
 }

@@ -6,4 +6,6 @@ export interface GraphQLContext {
   requestId: string;
   logger: Logger;
   loaders: Loaders;
+  /** The operation's deadline: every upstream wait of this request ends by then. */
+  operation: { signal: AbortSignal; deadline: number };
 }

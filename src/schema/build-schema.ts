@@ -2,12 +2,20 @@ import "reflect-metadata";
 import { printSchema, type GraphQLSchema } from "graphql";
 import { buildSchema, type ContainerType } from "type-graphql";
 import { ConsentResolver } from "../resolvers/consent.resolver.js";
+import { IncidentsResolver, TenantIncidentsResolver } from "../resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
 import { TenantsResolver } from "../resolvers/tenants.resolver.js";
 import { TokensResolver } from "../resolvers/tokens.resolver.js";
 
 /** The resolver classes of the public schema, in one place for the schema build and the SDL printer. */
-export const RESOLVERS = [ServerInfoResolver, TenantsResolver, ConsentResolver, TokensResolver] as const;
+export const RESOLVERS = [
+  ServerInfoResolver,
+  TenantsResolver,
+  ConsentResolver,
+  TokensResolver,
+  IncidentsResolver,
+  TenantIncidentsResolver,
+] as const;
 
 /**
  * Builds the executable schema. Resolver instances come from `container`, so process-wide services are

@@ -1,23 +1,14 @@
 import "reflect-metadata";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
+import { TENANT_ERROR_CODES, type TenantErrorCode as DomainTenantErrorCode } from "../incidents/outcome.js";
 import { ConsentLink } from "./consent.type.js";
 import { IncidentsBackendKind } from "./server-info.type.js";
 
-/** Public failure codes of a tenant; the same values as the token layer's `TOKEN_ERROR_CODES`. */
-export enum TenantErrorCode {
-  CONSENT_REQUIRED = "CONSENT_REQUIRED",
-  RESOURCE_NOT_PROVISIONED = "RESOURCE_NOT_PROVISIONED",
-  MISSING_ROLE = "MISSING_ROLE",
-  INVALID_CLIENT_CREDENTIAL = "INVALID_CLIENT_CREDENTIAL",
-  CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED",
-  TENANT_NOT_FOUND = "TENANT_NOT_FOUND",
-  ACCESS_BLOCKED = "ACCESS_BLOCKED",
-  THROTTLED = "THROTTLED",
-  TOKEN_ENDPOINT_UNAVAILABLE = "TOKEN_ENDPOINT_UNAVAILABLE",
-  TOKEN_REQUEST_REJECTED = "TOKEN_REQUEST_REJECTED",
-  TENANT_MISMATCH = "TENANT_MISMATCH",
-  INTERNAL = "INTERNAL",
-}
+/** Public failure codes of a tenant: the token layer's, the incidents backends', and DEADLINE_EXCEEDED. */
+export const TenantErrorCode = Object.fromEntries(TENANT_ERROR_CODES.map((c) => [c, c])) as {
+  [K in DomainTenantErrorCode]: K;
+};
+export type TenantErrorCode = DomainTenantErrorCode;
 registerEnumType(TenantErrorCode, {
   name: "TenantErrorCode",
   description: "Why one tenant could not be served. Stable: switch on these.",

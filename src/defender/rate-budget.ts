@@ -1,0 +1,311 @@
+import { UpstreamError } from "./backend-client.js";
+import type { IncidentsBackendName } from "./incident.js";
+
+/**
+ * Client-side rate budgets for the incident APIs. Microsoft counts calls per application and tenant
+ * (reference 1.3, 1.9, 1.10, 2.5); a partner polling 1,000 tenants must stay under those quotas rather
+ * than discover them through 429s, and must not open thousands of sockets at once. Hence two limits:
+ * a sliding-window budget per (tenant, bucket) that waits for a slot when the wait fits the caller's
+ * deadline, and one process-wide cap on calls in flight.
+ */
+
+/** The quotas Microsoft documents, one bucket each. Graph publishes one number for all its security calls. */
+export const RATE_BUCKETS = ["defender.list", "defender.get", "defender.patch", "graph"] as const;
+export type RateBucket = (typeof RATE_BUCKETS)[number];
+
+/** At most `limit` calls within any `windowSeconds` sliding window. */
+export interface RateRule {
+  limit: number;
+  windowSeconds: number;
+}
+
+export type RateLimits = Record<RateBucket, readonly RateRule[]>;
+
+/** Reference 1.3 (list 50/min, 1,500/h), 1.9 (get 100/min, 1,500/h), 1.10 (patch 50/min, 1,500/h), 2.5 (Graph 150/min). */
+export const DEFAULT_RATE_LIMITS: RateLimits = {
+  "defender.list": [
+    { limit: 50, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  "defender.get": [
+    { limit: 100, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  "defender.patch": [
+    { limit: 50, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  graph: [{ limit: 150, windowSeconds: 60 }],
+};
+
+export interface AcquireOptions {
+  /** The operation's cancellation; aborting ends the wait with the signal's reason. */
+  signal?: AbortSignal;
+  /** Epoch ms by which the call must have been sent; a wait beyond it is refused up front. */
+  deadline: number;
+}
+
+/** One granted call: holds a concurrency slot until released (after the response body is read). */
+export interface RatePermit {
+  /** Idempotent. */
+  release(): void;
+}
+
+export interface RateBudgetStats {
+  /** Permits currently held (upstream calls in flight). */
+  inFlight: number;
+  /** Callers waiting for a concurrency slot. */
+  queued: number;
+  /** Permits granted since creation. */
+  granted: number;
+  /** Acquisitions that had to wait for a rate slot. */
+  waited: number;
+  /** Acquisitions refused because the wait would pass the deadline. */
+  refused: number;
+}
+
+/**
+ * Where upstream calls ask for permission. In-process today (`InProcessRateBudget`); a Redis-backed
+ * implementation can replace it when several replicas share one app registration's quotas.
+ */
+export interface RateBudget {
+  /**
+   * Waits for a rate slot of `(tenantId, bucket)` and then for a concurrency slot.
+   *
+   * @throws UpstreamError THROTTLED (with `retryAfterSeconds`) when the rate slot would come after the
+   *   deadline — nothing is sent; UPSTREAM_TIMEOUT when the concurrency slot does not come in time; the
+   *   signal's reason when it aborts
+   */
+  acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit>;
+  /** The upstream answered 429: no call of `(tenantId, bucket)` before `retryAfterMs` from now. */
+  throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void;
+  stats(): RateBudgetStats;
+}
+
+export interface InProcessRateBudgetOptions {
+  /** Per-bucket rules; a bucket given here replaces its defaults. */
+  limits?: Partial<RateLimits>;
+  /** Upstream calls in flight across all tenants. Default 64. */
+  maxConcurrent?: number;
+  /**
+   * Added to every window. The budget stamps a call when it is sent, the server when it arrives; without
+   * a margin a slower earlier call could still sit in the server's window. Default 1,000 ms.
+   */
+  safetyMarginMs?: number;
+  /** Clock, epoch ms. */
+  now?: () => number;
+}
+
+/** A call counted against a bucket; `at` moves to the send time once the concurrency slot is granted. */
+interface Stamp {
+  at: number;
+}
+
+interface BucketState {
+  /** Ascending by `at`. */
+  log: Stamp[];
+  /** No call before this (after a 429). */
+  blockedUntil: number;
+}
+
+interface Waiter {
+  grant: () => void;
+}
+
+/**
+ * The in-process `RateBudget`: a sliding log per (tenant, bucket) — the granularity Microsoft documents
+ * (app + tenant), and the same algorithm the sandbox enforces — plus a FIFO semaphore. State grows with
+ * the tenants polled and is pruned as windows pass; nothing runs in the background.
+ */
+export class InProcessRateBudget implements RateBudget {
+  private readonly limits: RateLimits;
+  private readonly maxConcurrent: number;
+  private readonly marginMs: number;
+  private readonly now: () => number;
+  private readonly buckets = new Map<string, BucketState>();
+  private inFlight = 0;
+  private readonly queue: Waiter[] = [];
+  private readonly counters = { granted: 0, waited: 0, refused: 0 };
+
+  constructor(options: InProcessRateBudgetOptions = {}) {
+    this.limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
+    for (const bucket of RATE_BUCKETS) {
+      for (const rule of this.limits[bucket]) {
+        if (!Number.isInteger(rule.limit) || rule.limit < 1 || !(rule.windowSeconds > 0)) {
+          throw new RangeError(`invalid rate rule for ${bucket}: ${JSON.stringify(rule)}`);
+        }
+      }
+    }
+    this.maxConcurrent = options.maxConcurrent ?? 64;
+    if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) throw new RangeError("maxConcurrent must be a positive integer");
+    this.marginMs = options.safetyMarginMs ?? 1_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  async acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit> {
+    const key = `${tenantId.toLowerCase()}|${bucket}`;
+    let waited = false;
+    let stamp: Stamp;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const now = this.now();
+      const state = this.state(key, now);
+      const waitMs = this.waitFor(state, bucket, now);
+      if (waitMs <= 0) {
+        stamp = { at: now };
+        state.log.push(stamp);
+        break;
+      }
+      if (now + waitMs > options.deadline) {
+        this.counters.refused++;
+        throw new UpstreamError(
+          "THROTTLED",
+          `the ${bucket} rate budget of tenant ${tenantId} has no slot before the deadline (next in ${Math.ceil(waitMs / 1000)} s)`,
+          { tenantId, backend: backendOf(bucket), retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+        );
+      }
+      if (!waited) this.counters.waited++;
+      waited = true;
+      await sleep(waitMs, options.signal);
+    }
+
+    try {
+      await this.takeSlot(options);
+    } catch (error) {
+      // Never sent: give the rate slot back.
+      const state = this.buckets.get(key);
+      if (state) state.log = state.log.filter((s) => s !== stamp);
+      if (error instanceof SlotTimeout) {
+        throw new UpstreamError("UPSTREAM_TIMEOUT", `no free upstream connection slot before the deadline (${this.maxConcurrent} calls in flight)`, {
+          tenantId,
+          backend: backendOf(bucket),
+        });
+      }
+      throw error;
+    }
+    // Stamp with the send time: waiting for the slot must not make the call look older than it is.
+    const sentAt = this.now();
+    if (sentAt > stamp.at) {
+      stamp.at = sentAt;
+      this.buckets.get(key)?.log.sort((a, b) => a.at - b.at);
+    }
+    this.counters.granted++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.releaseSlot();
+      },
+    };
+  }
+
+  throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
+    const now = this.now();
+    const state = this.state(`${tenantId.toLowerCase()}|${bucket}`, now);
+    state.blockedUntil = Math.max(state.blockedUntil, now + Math.max(0, retryAfterMs));
+  }
+
+  stats(): RateBudgetStats {
+    return { inFlight: this.inFlight, queued: this.queue.length, ...this.counters };
+  }
+
+  /** How long until a call of this bucket may go, 0 when it may go now. */
+  private waitFor(state: BucketState, bucket: RateBucket, now: number): number {
+    let wait = state.blockedUntil - now;
+    for (const rule of this.limits[bucket]) {
+      const windowMs = rule.windowSeconds * 1000 + this.marginMs;
+      let inWindow = 0;
+      let firstIndex = state.log.length;
+      for (let i = state.log.length - 1; i >= 0 && state.log[i]!.at > now - windowMs; i--) {
+        inWindow++;
+        firstIndex = i;
+      }
+      if (inWindow >= rule.limit) {
+        // Free once the call that makes the window full leaves it.
+        const oldestThatMatters = state.log[firstIndex + (inWindow - rule.limit)]!;
+        wait = Math.max(wait, oldestThatMatters.at + windowMs - now);
+      }
+    }
+    return wait;
+  }
+
+  /** The bucket's state with calls older than its longest window dropped (and empty states forgotten). */
+  private state(key: string, now: number): BucketState {
+    let state = this.buckets.get(key);
+    if (!state) {
+      state = { log: [], blockedUntil: 0 };
+      this.buckets.set(key, state);
+      return state;
+    }
+    const bucket = key.slice(key.indexOf("|") + 1) as RateBucket;
+    const longest = Math.max(...this.limits[bucket].map((r) => r.windowSeconds)) * 1000 + this.marginMs;
+    let drop = 0;
+    while (drop < state.log.length && state.log[drop]!.at <= now - longest) drop++;
+    if (drop > 0) state.log.splice(0, drop);
+    return state;
+  }
+
+  private takeSlot(options: AcquireOptions): Promise<void> {
+    if (this.inFlight < this.maxConcurrent && this.queue.length === 0) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const signal = options.signal;
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        const index = this.queue.indexOf(waiter);
+        if (index >= 0) this.queue.splice(index, 1);
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          cleanup();
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(signal!.reason);
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new SlotTimeout());
+      }, Math.max(0, options.deadline - this.now()));
+      timer.unref?.();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.queue.push(waiter);
+    });
+  }
+
+  private releaseSlot(): void {
+    const next = this.queue.shift();
+    // The slot passes straight to the next waiter; inFlight stays the same.
+    if (next) next.grant();
+    else this.inFlight--;
+  }
+}
+
+class SlotTimeout extends Error {}
+
+/** The backend a bucket belongs to, for errors. */
+export function backendOf(bucket: RateBucket): IncidentsBackendName {
+  return bucket === "graph" ? "graph" : "defender";
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, Math.max(0, ms));
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,515 @@
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import { TokenAcquisitionError } from "../auth/token-errors.js";
+import { UpstreamError, type IncidentsBackendClient } from "../defender/backend-client.js";
+import type { Incident, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
+import type { IncidentCache, TenantIncidentsEntry } from "./incident-cache.js";
+import { deadlineExceeded, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
+
+/** Which tenant to read, and from which backend (the tenant's override or the deployment default). */
+export interface IncidentTarget {
+  tenantId: string;
+  backend: IncidentsBackendName;
+}
+
+/** Per-call options: how long this caller is willing to wait. */
+export interface LoadOptions {
+  /** The operation's signal (request closed, deadline): ends this caller's wait, never a shared refresh. */
+  signal?: AbortSignal;
+  /** Wall-clock time (`Date.now()` scale) after which this caller stops waiting. */
+  deadline?: Date | number;
+}
+
+/** One tenant's incidents and how they were had. */
+export interface TenantIncidents {
+  /** Normalised (trimmed, lower case). */
+  tenantId: string;
+  /** Immutable; the same array as long as the tenant's cached incidents do not change. */
+  incidents: readonly Incident[];
+  outcome: TenantOutcome;
+}
+
+export interface IncidentServiceOptions {
+  clients: Record<IncidentsBackendName, IncidentsBackendClient>;
+  cache: IncidentCache;
+  /** A tenant's incidents younger than this are served without any upstream call. Default 30 s. */
+  freshnessMs?: number;
+  /**
+   * A delta asks for incidents updated since the watermark minus this much, so updates stamped just
+   * before the newest one seen (clock skew between upstream replicas, sub-millisecond timestamps the
+   * Date cut off) are not missed. Re-fetched incidents are merged idempotently. Default 1 s.
+   */
+  overlapMs?: number;
+  /**
+   * How old cached incidents may be and still be served, flagged, when a refresh fails transiently.
+   * Default 15 minutes.
+   */
+  maxStaleMs?: number;
+  /** Lists a tenant in full again after this long, so incidents gone upstream leave the cache. Default 6 h. */
+  fullRefreshMs?: number;
+  /** Upper bound of one shared refresh (it has no caller's signal). Default 120 s. */
+  refreshTimeoutMs?: number;
+  /** The clock for freshness, Unix ms. Default `Date.now`. */
+  now?: () => number;
+  logger?: Logger;
+}
+
+/** Counters since the service was created, for metrics. */
+export interface IncidentServiceStats {
+  /** `loadTenant` calls. */
+  loads: number;
+  /** Loads and gets answered from a fresh cache without any upstream call. */
+  cacheHits: number;
+  /** Loads that joined a refresh another caller had started. */
+  coalesced: number;
+  /** Refreshes that went upstream (full + delta). */
+  refreshes: number;
+  fullRefreshes: number;
+  deltaRefreshes: number;
+  /** Refreshes that failed. */
+  refreshFailures: number;
+  /** Upstream calls (pages) the refreshes made. */
+  upstreamCalls: number;
+  /** Loads answered with older cached incidents after a failure. */
+  staleServed: number;
+  /** Loads whose wait the caller's signal or deadline ended. */
+  deadlineExceeded: number;
+}
+
+const DEFAULTS = {
+  freshnessMs: 30_000,
+  overlapMs: 1_000,
+  maxStaleMs: 15 * 60_000,
+  fullRefreshMs: 6 * 3_600_000,
+  refreshTimeoutMs: 120_000,
+};
+
+type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean } | { ok: false; error: TenantError };
+
+const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
+
+/**
+ * Incidents per tenant, with a per-tenant cache refreshed incrementally.
+ *
+ * - Fresh (`fetchedAt` within `freshnessMs`): served from the cache, no upstream call.
+ * - Otherwise one refresh: a full list the first time, after a backend change and every `fullRefreshMs`;
+ *   else a delta (`updatedSince = watermark - overlapMs`) merged into the cached incidents by id. An
+ *   incident is replaced only by a version with a later `lastUpdateTime`, so overlap re-fetches change
+ *   nothing (and keep the cached array, hence the query's memoised sort orders). Redirected (merged)
+ *   incidents are kept like any other, with status REDIRECTED and `redirectIncidentId`.
+ * - Single flight: concurrent loads of one tenant share one refresh. A caller's signal or deadline ends
+ *   its own wait; the refresh goes on (bounded by `refreshTimeoutMs`) and fills the cache for the next.
+ *
+ * Failure policy (never thrown; the outcome says what happened):
+ * - A transient failure (throttling, outage, timeout, unreadable answer, deadline, internal error) with
+ *   cached incidents at most `maxStaleMs` old serves them: `ok: false, fromCache: true`, `fetchedAt` their
+ *   age and `error` the failure. A dashboard keeps showing the tenant, marked stale.
+ * - Otherwise — no usable cache, or a failure that will not pass by itself (consent revoked, role
+ *   missing, tenant gone, app credential refused, …) — no incidents: `ok: false, fetchedAt: null`. After a
+ *   non-transient failure the tenant's cache entry is deleted, so data the app may no longer read is not
+ *   served later and the next success lists the tenant in full.
+ */
+export class IncidentService {
+  private readonly clients: Record<IncidentsBackendName, IncidentsBackendClient>;
+  private readonly cache: IncidentCache;
+  private readonly freshnessMs: number;
+  private readonly overlapMs: number;
+  private readonly maxStaleMs: number;
+  private readonly fullRefreshMs: number;
+  private readonly refreshTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly logger: Logger | undefined;
+  /** Running refreshes by `${tenantId}|${backend}`. */
+  private readonly flights = new Map<string, Promise<RefreshResult>>();
+  /** Tails of each tenant's chain of cache read-modify-writes. */
+  private readonly locks = new Map<string, Promise<void>>();
+  private readonly counters: IncidentServiceStats = {
+    loads: 0,
+    cacheHits: 0,
+    coalesced: 0,
+    refreshes: 0,
+    fullRefreshes: 0,
+    deltaRefreshes: 0,
+    refreshFailures: 0,
+    upstreamCalls: 0,
+    staleServed: 0,
+    deadlineExceeded: 0,
+  };
+
+  constructor(options: IncidentServiceOptions) {
+    this.clients = options.clients;
+    this.cache = options.cache;
+    this.freshnessMs = options.freshnessMs ?? DEFAULTS.freshnessMs;
+    this.overlapMs = options.overlapMs ?? DEFAULTS.overlapMs;
+    this.maxStaleMs = options.maxStaleMs ?? DEFAULTS.maxStaleMs;
+    this.fullRefreshMs = options.fullRefreshMs ?? DEFAULTS.fullRefreshMs;
+    this.refreshTimeoutMs = options.refreshTimeoutMs ?? DEFAULTS.refreshTimeoutMs;
+    this.now = options.now ?? Date.now;
+    this.logger = options.logger?.child({ component: "incident-service" });
+  }
+
+  /**
+   * A tenant's incidents: from the cache while fresh, else after one (shared) refresh. Never throws for
+   * the tenant's failure; see the class comment for what a failure returns.
+   */
+  async loadTenant(target: IncidentTarget, options: LoadOptions = {}): Promise<TenantIncidents> {
+    const started = performance.now();
+    const tenantId = normaliseTenantId(target.tenantId);
+    const elapsed = () => Math.round(performance.now() - started);
+    this.counters.loads++;
+    let usable: TenantIncidentsEntry | undefined;
+    try {
+      const entry = await this.readCache(tenantId);
+      usable = entry && entry.backend === target.backend ? entry : undefined;
+      if (usable && this.isFresh(usable)) {
+        this.counters.cacheHits++;
+        return succeeded(tenantId, usable, true, elapsed());
+      }
+      const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend), options);
+      if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed());
+      if (result === DEADLINE) this.counters.deadlineExceeded++;
+      return this.failed(tenantId, result.error, usable, elapsed());
+    } catch (error) {
+      // Only a bug gets here (the refresh settles every failure); still, one tenant never fails a query.
+      return this.failed(tenantId, toTenantError(error, { tenantId, logger: this.logger }), usable, elapsed());
+    }
+  }
+
+  /** Several tenants, all at once (the clients hold the rate budget and concurrency cap), settled per tenant. */
+  loadTenants(targets: readonly IncidentTarget[], options: LoadOptions = {}): Promise<TenantIncidents[]> {
+    return Promise.all(targets.map((target) => this.loadTenant(target, options)));
+  }
+
+  /**
+   * One incident: from the tenant's cache while it is fresh and holds it, else from the backend (and then
+   * put into the cache when it is newer than the cached copy). Resolves undefined when it does not exist.
+   *
+   * @throws UpstreamError or TokenAcquisitionError from the backend; the signal's reason when the
+   *   signal or the deadline ends the call
+   */
+  async getIncident(target: IncidentTarget, incidentId: string, options: LoadOptions = {}): Promise<Incident | undefined> {
+    const tenantId = normaliseTenantId(target.tenantId);
+    const id = incidentId.trim();
+    const entry = await this.readCache(tenantId);
+    if (entry && entry.backend === target.backend && this.isFresh(entry)) {
+      const cached = indexOf(entry.incidents).get(id);
+      if (cached) {
+        this.counters.cacheHits++;
+        return cached;
+      }
+    }
+    const signal = operationSignal(options);
+    const incident = await this.client(target.backend).getIncident(tenantId, id, signal ? { signal } : {});
+    if (incident) await this.upsert(tenantId, target.backend, incident);
+    return incident;
+  }
+
+  /**
+   * Writes an incident change through the backend, then puts the incident it answers into the tenant's
+   * cache. The cache's `fetchedAt` and watermark stay as they were: one written incident says nothing
+   * about the tenant's others, so neither freshness nor the delta's starting point moves.
+   *
+   * @throws UpstreamError or TokenAcquisitionError from the backend; the signal's reason when the
+   *   signal or the deadline ends the call
+   */
+  async updateIncident(target: IncidentTarget, incidentId: string, patch: IncidentPatch, options: LoadOptions = {}): Promise<Incident> {
+    const tenantId = normaliseTenantId(target.tenantId);
+    const signal = operationSignal(options);
+    const incident = await this.client(target.backend).updateIncident(tenantId, incidentId.trim(), patch, signal ? { signal } : {});
+    await this.upsert(tenantId, target.backend, incident);
+    return incident;
+  }
+
+  /** Drops a tenant's cached incidents (tenant removed, backend changed by an operator). */
+  async forget(tenantId: string): Promise<void> {
+    const key = normaliseTenantId(tenantId);
+    await this.withLock(key, () => this.deleteCache(key));
+  }
+
+  stats(): IncidentServiceStats {
+    return { ...this.counters };
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  private isFresh(entry: TenantIncidentsEntry): boolean {
+    return this.now() - entry.fetchedAt.getTime() < this.freshnessMs;
+  }
+
+  private client(backend: IncidentsBackendName): IncidentsBackendClient {
+    const client = this.clients[backend];
+    if (!client) throw new Error(`no incidents client for backend ${String(backend)}`);
+    return client;
+  }
+
+  /** The refresh of a tenant, shared by every caller that needs it while it runs. */
+  private refresh(tenantId: string, backend: IncidentsBackendName): Promise<RefreshResult> {
+    const key = `${tenantId}|${backend}`;
+    const running = this.flights.get(key);
+    if (running) {
+      this.counters.coalesced++;
+      return running;
+    }
+    const flight = this.runRefresh(tenantId, backend).finally(() => this.flights.delete(key));
+    this.flights.set(key, flight);
+    return flight;
+  }
+
+  /** One refresh. Settles every failure into the result; never rejects. */
+  private async runRefresh(tenantId: string, backend: IncidentsBackendName): Promise<RefreshResult> {
+    const startedAt = this.now();
+    const signal = AbortSignal.timeout(this.refreshTimeoutMs);
+    let mode: "full" | "delta" = "full";
+    try {
+      // Another refresh may have finished between the caller's cache read and this one starting.
+      const current = await this.readCache(tenantId);
+      const base = current && current.backend === backend ? current : undefined;
+      if (base && this.isFresh(base)) {
+        this.counters.cacheHits++;
+        return { ok: true, entry: base, fromCache: true };
+      }
+      const due = !base || base.watermark === null || base.fullFetchedAt === undefined || startedAt - base.fullFetchedAt.getTime() >= this.fullRefreshMs;
+      mode = due ? "full" : "delta";
+      const updatedSince = mode === "delta" ? new Date(base!.watermark!.getTime() - this.overlapMs) : undefined;
+
+      this.counters.refreshes++;
+      this.counters[mode === "full" ? "fullRefreshes" : "deltaRefreshes"]++;
+      const listed = await this.client(backend).listIncidents(tenantId, updatedSince ? { updatedSince, signal } : { signal });
+      this.counters.upstreamCalls += listed.calls;
+
+      const entry = await this.withLock(tenantId, async () => {
+        // Re-read: an update may have put a newer incident in meanwhile.
+        const latest = await this.readCache(tenantId);
+        const into = latest && latest.backend === backend ? latest : base;
+        const next = mode === "full" ? replaceAll(into, listed.incidents, backend, startedAt) : mergeDelta(into!, listed.incidents, startedAt);
+        await this.writeCache(tenantId, next);
+        return next;
+      });
+      this.logger?.debug(
+        { tenantId, backend, mode, updatedSince, calls: listed.calls, received: listed.incidents.length, held: entry.incidents.length },
+        "tenant incidents refreshed",
+      );
+      return { ok: true, entry, fromCache: false };
+    } catch (caught) {
+      this.counters.refreshFailures++;
+      const error =
+        signal.aborted && isAbort(caught)
+          ? toTenantError(
+              new UpstreamError("UPSTREAM_TIMEOUT", `the refresh did not finish within ${Math.round(this.refreshTimeoutMs / 1000)} s`, { tenantId, backend }),
+            )
+          : toTenantError(caught, { tenantId, logger: this.logger });
+      this.logFailure(tenantId, backend, mode, caught, error);
+      if (!isTransientCode(error.code)) {
+        await this.withLock(tenantId, () => this.deleteCache(tenantId));
+      }
+      return { ok: false, error };
+    }
+  }
+
+  /** Settles with the refresh, or with DEADLINE when the caller's signal or deadline comes first. */
+  private wait(refresh: Promise<RefreshResult>, options: LoadOptions): Promise<RefreshResult> {
+    const { signal } = options;
+    const deadline = options.deadline === undefined ? undefined : +options.deadline;
+    if (!signal && deadline === undefined) return refresh;
+    return new Promise<RefreshResult>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (result: RefreshResult) => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(result);
+      };
+      const onAbort = () => finish(DEADLINE);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (deadline !== undefined) timer = setTimeout(onAbort, Math.max(0, deadline - Date.now()));
+      void refresh.then(finish);
+    });
+  }
+
+  private failed(tenantId: string, error: TenantError, stale: TenantIncidentsEntry | undefined, durationMs: number): TenantIncidents {
+    if (stale && isTransientCode(error.code) && this.now() - stale.fetchedAt.getTime() <= this.maxStaleMs) {
+      this.counters.staleServed++;
+      return {
+        tenantId,
+        incidents: stale.incidents,
+        outcome: { tenantId, ok: false, fromCache: true, fetchedAt: stale.fetchedAt, durationMs, error },
+      };
+    }
+    return { tenantId, incidents: [], outcome: { tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs, error } };
+  }
+
+  /** Puts one incident into the tenant's cached incidents, unless the cached copy is newer. */
+  private async upsert(tenantId: string, backend: IncidentsBackendName, incident: Incident): Promise<void> {
+    await this.withLock(tenantId, async () => {
+      const entry = await this.readCache(tenantId);
+      if (!entry || entry.backend !== backend) return;
+      const cached = indexOf(entry.incidents).get(incident.incidentId);
+      if (cached && cached.lastUpdateTime.getTime() > incident.lastUpdateTime.getTime()) return;
+      const incidents = cached ? entry.incidents.map((i) => (i === cached ? incident : i)) : [...entry.incidents, incident];
+      await this.writeCache(tenantId, { ...entry, incidents: Object.freeze(incidents) });
+    });
+  }
+
+  /** Runs `fn` after every earlier read-modify-write of the tenant's cache entry has finished. */
+  private async withLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(tenantId) ?? Promise.resolve();
+    const run = previous.then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(tenantId, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(tenantId) === tail) this.locks.delete(tenantId);
+    }
+  }
+
+  /** A cache that cannot be read is treated as empty: the tenant is listed in full. */
+  private async readCache(tenantId: string): Promise<TenantIncidentsEntry | undefined> {
+    try {
+      return await this.cache.get(tenantId);
+    } catch (error) {
+      this.logger?.warn({ err: error, tenantId }, "incident cache read failed; treating the tenant as uncached");
+      return undefined;
+    }
+  }
+
+  /** A cache that cannot be written costs the next load a refresh; the data at hand is still returned. */
+  private async writeCache(tenantId: string, entry: TenantIncidentsEntry): Promise<void> {
+    try {
+      await this.cache.set(tenantId, entry);
+    } catch (error) {
+      this.logger?.warn({ err: error, tenantId }, "incident cache write failed");
+    }
+  }
+
+  private async deleteCache(tenantId: string): Promise<void> {
+    try {
+      await this.cache.delete(tenantId);
+    } catch (error) {
+      this.logger?.warn({ err: error, tenantId }, "incident cache delete failed");
+    }
+  }
+
+  /**
+   * Backend trouble is a warning; a tenant's own state (consent, roles) is information, as the token
+   * provider already logged token failures; Crosswatch's own errors were logged by `toTenantError`.
+   */
+  private logFailure(tenantId: string, backend: IncidentsBackendName, mode: string, caught: unknown, error: TenantError): void {
+    if (error.code === "INTERNAL" && !(caught instanceof TokenAcquisitionError)) return;
+    const fields = {
+      tenantId,
+      backend,
+      mode,
+      code: error.code,
+      retryAfterSeconds: error.retryAfterSeconds,
+      ...(caught instanceof UpstreamError ? { httpStatus: caught.details.status, upstreamRequestId: caught.details.upstreamRequestId } : {}),
+    };
+    if (isTransientCode(error.code)) this.logger?.warn(fields, "tenant incidents refresh failed");
+    else this.logger?.info(fields, "tenant incidents refresh failed");
+  }
+}
+
+/** Builds the process's incident service. */
+export function createIncidentService(options: IncidentServiceOptions): IncidentService {
+  return new IncidentService(options);
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function normaliseTenantId(tenantId: string): string {
+  return tenantId.trim().toLowerCase();
+}
+
+function succeeded(tenantId: string, entry: TenantIncidentsEntry, fromCache: boolean, durationMs: number): TenantIncidents {
+  return { tenantId, incidents: entry.incidents, outcome: { tenantId, ok: true, fromCache, fetchedAt: entry.fetchedAt, durationMs } };
+}
+
+function isOver(options: LoadOptions): boolean {
+  return options.signal?.aborted === true || (options.deadline !== undefined && +options.deadline <= Date.now());
+}
+
+function isAbort(error: unknown): boolean {
+  return (error instanceof Error || error instanceof DOMException) && (error.name === "AbortError" || error.name === "TimeoutError");
+}
+
+/** The signal for a single-tenant call: the caller's, ended early by the deadline. */
+function operationSignal(options: LoadOptions): AbortSignal | undefined {
+  const signals: AbortSignal[] = [];
+  if (options.signal) signals.push(options.signal);
+  if (options.deadline !== undefined) signals.push(AbortSignal.timeout(Math.max(0, +options.deadline - Date.now())));
+  return signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
+}
+
+const indexes = new WeakMap<readonly Incident[], Map<string, Incident>>();
+
+/** Incidents by id, memoised per (immutable) array. */
+function indexOf(incidents: readonly Incident[]): Map<string, Incident> {
+  let index = indexes.get(incidents);
+  if (!index) {
+    index = new Map(incidents.map((i) => [i.incidentId, i]));
+    indexes.set(incidents, index);
+  }
+  return index;
+}
+
+function maxUpdate(incidents: readonly Incident[], start: number | null): number | null {
+  let max = start;
+  for (const incident of incidents) {
+    const t = incident.lastUpdateTime.getTime();
+    if (!Number.isNaN(t) && (max === null || t > max)) max = t;
+  }
+  return max;
+}
+
+/** Whether `candidate` should replace `held`: it is strictly newer. */
+function newer(candidate: Incident, held: Incident | undefined): boolean {
+  return !held || candidate.lastUpdateTime.getTime() > held.lastUpdateTime.getTime();
+}
+
+/**
+ * The entry after a full list: exactly the listed incidents (duplicates from shifting pages collapse to
+ * the newest), except that an incident the cache holds in a newer version (an update written during the
+ * list) keeps that version. Keeps the old array when nothing changed.
+ */
+function replaceAll(into: TenantIncidentsEntry | undefined, listed: readonly Incident[], backend: IncidentsBackendName, startedAt: number): TenantIncidentsEntry {
+  const held = into ? indexOf(into.incidents) : new Map<string, Incident>();
+  const next = new Map<string, Incident>();
+  for (const incident of listed) {
+    if (newer(incident, next.get(incident.incidentId))) next.set(incident.incidentId, incident);
+  }
+  let changed = !into || next.size !== held.size;
+  for (const [id, incident] of next) {
+    const old = held.get(id);
+    if (old && !newer(incident, old)) next.set(id, old);
+    else changed = true;
+  }
+  const watermark = maxUpdate(listed, null);
+  return {
+    backend,
+    incidents: changed ? Object.freeze([...next.values()]) : into!.incidents,
+    watermark: watermark === null ? null : new Date(watermark),
+    fetchedAt: new Date(startedAt),
+    fullFetchedAt: new Date(startedAt),
+  };
+}
+
+/** The entry after a delta: the listed incidents merged by id into the held ones; the old array when nothing is newer. */
+function mergeDelta(into: TenantIncidentsEntry, listed: readonly Incident[], startedAt: number): TenantIncidentsEntry {
+  const next = new Map(indexOf(into.incidents));
+  let changed = false;
+  for (const incident of listed) {
+    if (newer(incident, next.get(incident.incidentId))) {
+      next.set(incident.incidentId, incident);
+      changed = true;
+    }
+  }
+  const watermark = maxUpdate(listed, into.watermark ? into.watermark.getTime() : null);
+  return {
+    ...into,
+    incidents: changed ? Object.freeze([...next.values()]) : into.incidents,
+    watermark: watermark === null ? null : new Date(watermark),
+    fetchedAt: new Date(startedAt),
+  };
+}

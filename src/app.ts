@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import fastifyApollo, { fastifyApolloDrainPlugin } from "@as-integrations/fastify";
@@ -186,6 +187,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       // One deadline per operation: every token and upstream wait of this request ends by then.
       const deadline = Date.now() + config.incidents.operationTimeoutMs;
       const signal = AbortSignal.timeout(config.incidents.operationTimeoutMs);
+      // Every tenant's wait listens on this one signal: a 1,000-tenant query adds 1,000 listeners.
+      setMaxListeners(0, signal);
       return {
         requestId: request.id,
         logger: logger.child({ requestId: request.id }),

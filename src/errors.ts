@@ -1,5 +1,6 @@
 import { unwrapResolverError } from "@apollo/server/errors";
 import { GraphQLError, type GraphQLFormattedError } from "graphql";
+import { TENANT_ERROR_CODES } from "./incidents/outcome.js";
 import { StoreError } from "./store/errors.js";
 
 /** Every `extensions.code` a client can see. Stable: clients switch on these. */
@@ -16,7 +17,8 @@ export enum ErrorCode {
   INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR",
 }
 
-const PUBLIC_CODES = new Set<string>(Object.values(ErrorCode));
+/** Codes a client may see: the general ones, and a tenant's failure codes for single-tenant operations. */
+const PUBLIC_CODES = new Set<string>([...Object.values(ErrorCode), ...TENANT_ERROR_CODES.filter((c) => c !== "INTERNAL")]);
 
 /**
  * Apollo's `formatError`: errors that carry a known public code pass through without their stack;

@@ -47,7 +47,7 @@ export interface AcquireOptions {
 
 /** One granted call: holds a concurrency slot until released (after the response body is read). */
 export interface RatePermit {
-  /** Idempotent. */
+  /** Ends the call: frees its concurrency slot and counts it from now in the rate windows. Idempotent. */
   release(): void;
 }
 
@@ -88,15 +88,18 @@ export interface InProcessRateBudgetOptions {
   /** Upstream calls in flight across all tenants. Default 64. */
   maxConcurrent?: number;
   /**
-   * Added to every window. The budget stamps a call when it is sent, the server when it arrives; without
-   * a margin a slower earlier call could still sit in the server's window. Default 1,000 ms.
+   * Added to every window, for what stamping calls with their answer time (the latest the server can
+   * have counted them at) does not cover: clock granularity and a server that counts late. Default 1,000 ms.
    */
   safetyMarginMs?: number;
   /** Clock, epoch ms. */
   now?: () => number;
 }
 
-/** A call counted against a bucket; `at` moves to the send time once the concurrency slot is granted. */
+/**
+ * A call counted against a bucket; `at` moves to the send time once the concurrency slot is granted and
+ * to the answer time on release, so the budget never counts a call earlier than the server did.
+ */
 interface Stamp {
   at: number;
 }
@@ -184,20 +187,27 @@ export class InProcessRateBudget implements RateBudget {
       throw error;
     }
     // Stamp with the send time: waiting for the slot must not make the call look older than it is.
-    const sentAt = this.now();
-    if (sentAt > stamp.at) {
-      stamp.at = sentAt;
-      this.buckets.get(key)?.log.sort((a, b) => a.at - b.at);
-    }
+    this.restamp(key, stamp);
     this.counters.granted++;
     let released = false;
     return {
       release: () => {
         if (released) return;
         released = true;
+        // And again with the answer's time, the latest the server can have counted it at: requests
+        // queue in the connection pool and travel, so the send time can be well before the arrival.
+        this.restamp(key, stamp);
         this.releaseSlot();
       },
     };
+  }
+
+  /** Moves a call's stamp to now (never earlier), keeping the log ascending. */
+  private restamp(key: string, stamp: Stamp): void {
+    const now = this.now();
+    if (now <= stamp.at) return;
+    stamp.at = now;
+    this.buckets.get(key)?.log.sort((a, b) => a.at - b.at);
   }
 
   throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
@@ -273,7 +283,6 @@ export class InProcessRateBudget implements RateBudget {
         cleanup();
         reject(new SlotTimeout());
       }, Math.max(0, options.deadline - this.now()));
-      timer.unref?.();
       signal?.addEventListener("abort", onAbort, { once: true });
       this.queue.push(waiter);
     });

@@ -138,9 +138,8 @@ export function queryIncidents(tenants: readonly LoadedTenantIncidents[], query:
     const position = matches ? lowerBoundOf(matches, start) : start;
     if (position > 0) hasPreviousPage = true;
     if (position < size) {
-      const stream: Stream = { items, matches, size, position, key: undefined! };
-      stream.key = sortKey(current(stream), order.field);
-      streams.push(stream);
+      const next = items[matches ? matches[position]! : position]!;
+      streams.push({ items, matches, size, position, key: sortKey(next, order.field) });
     }
   }
 

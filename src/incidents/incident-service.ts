@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { TokenAcquisitionError } from "../auth/token-errors.js";
-import { UpstreamError, type IncidentsBackendClient } from "../defender/backend-client.js";
+import { UpstreamError, type CallOptions, type IncidentsBackendClient } from "../defender/backend-client.js";
 import type { Incident, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
 import type { IncidentCache, TenantIncidentsEntry } from "./incident-cache.js";
 import { deadlineExceeded, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
@@ -198,8 +198,7 @@ export class IncidentService {
         return cached;
       }
     }
-    const signal = operationSignal(options);
-    const incident = await this.client(target.backend).getIncident(tenantId, id, signal ? { signal } : {});
+    const incident = await this.client(target.backend).getIncident(tenantId, id, callOptions(options));
     if (incident) await this.upsert(tenantId, target.backend, incident);
     return incident;
   }
@@ -214,8 +213,7 @@ export class IncidentService {
    */
   async updateIncident(target: IncidentTarget, incidentId: string, patch: IncidentPatch, options: LoadOptions = {}): Promise<Incident> {
     const tenantId = normaliseTenantId(target.tenantId);
-    const signal = operationSignal(options);
-    const incident = await this.client(target.backend).updateIncident(tenantId, incidentId.trim(), patch, signal ? { signal } : {});
+    const incident = await this.client(target.backend).updateIncident(tenantId, incidentId.trim(), patch, callOptions(options));
     await this.upsert(tenantId, target.backend, incident);
     return incident;
   }
@@ -258,7 +256,9 @@ export class IncidentService {
   /** One refresh. Settles every failure into the result; never rejects. */
   private async runRefresh(tenantId: string, backend: IncidentsBackendName): Promise<RefreshResult> {
     const startedAt = this.now();
+    // Shared by every waiter, so bounded by the service's own limit rather than any caller's deadline.
     const signal = AbortSignal.timeout(this.refreshTimeoutMs);
+    const deadline = Date.now() + this.refreshTimeoutMs;
     let mode: "full" | "delta" = "full";
     try {
       // Another refresh may have finished between the caller's cache read and this one starting.
@@ -274,7 +274,7 @@ export class IncidentService {
 
       this.counters.refreshes++;
       this.counters[mode === "full" ? "fullRefreshes" : "deltaRefreshes"]++;
-      const listed = await this.client(backend).listIncidents(tenantId, updatedSince ? { updatedSince, signal } : { signal });
+      const listed = await this.client(backend).listIncidents(tenantId, updatedSince ? { updatedSince, signal, deadline } : { signal, deadline });
       this.counters.upstreamCalls += listed.calls;
 
       const entry = await this.withLock(tenantId, async () => {
@@ -434,12 +434,17 @@ function isAbort(error: unknown): boolean {
   return (error instanceof Error || error instanceof DOMException) && (error.name === "AbortError" || error.name === "TimeoutError");
 }
 
-/** The signal for a single-tenant call: the caller's, ended early by the deadline. */
-function operationSignal(options: LoadOptions): AbortSignal | undefined {
+/**
+ * The client options of a single-tenant call: the caller's signal, ended early by the deadline, and the
+ * deadline itself (so the client can tell whether a back-off still fits).
+ */
+function callOptions(options: LoadOptions): CallOptions {
   const signals: AbortSignal[] = [];
   if (options.signal) signals.push(options.signal);
-  if (options.deadline !== undefined) signals.push(AbortSignal.timeout(Math.max(0, +options.deadline - Date.now())));
-  return signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
+  const deadline = options.deadline === undefined ? undefined : +options.deadline;
+  if (deadline !== undefined) signals.push(AbortSignal.timeout(Math.max(0, deadline - Date.now())));
+  const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
+  return { ...(signal ? { signal } : {}), ...(deadline !== undefined ? { deadline } : {}) };
 }
 
 const indexes = new WeakMap<readonly Incident[], Map<string, Incident>>();

@@ -355,19 +355,24 @@ function toPatch(input: UpdateIncidentInput): IncidentPatch {
 
 function toDomainFilter(filter: IncidentFilter): NonNullable<IncidentQuery["filter"]> {
   if (filter.assignedTo !== undefined && filter.assignedTo !== null && filter.unassigned === true) {
-    throw badInput("assignedTo and unassigned: true exclude each other", "filter.unassigned");
+    throw badInput("give assignedTo or unassigned, not both", "filter.unassigned");
   }
-  return {
-    severity: filter.severity ?? null,
-    status: filter.status ?? null,
-    classification: filter.classification ?? null,
-    assignedTo: filter.unassigned === true ? "" : (filter.assignedTo ?? null),
-    createdAfter: filter.createdAfter ?? null,
-    createdBefore: filter.createdBefore ?? null,
-    updatedAfter: filter.updatedAfter ?? null,
-    updatedBefore: filter.updatedBefore ?? null,
-    search: filter.search ?? null,
-  };
+  const out: NonNullable<IncidentQuery["filter"]> = {};
+  // The query treats a present assignedTo of "" as "unassigned", so set it only when asked for.
+  if (filter.unassigned === true) out.assignedTo = "";
+  else if (filter.assignedTo !== undefined && filter.assignedTo !== null) {
+    if (filter.assignedTo.trim() === "") throw badInput("assignedTo must not be empty; use unassigned: true", "filter.assignedTo");
+    out.assignedTo = filter.assignedTo;
+  }
+  if (filter.severity) out.severity = filter.severity;
+  if (filter.status) out.status = filter.status;
+  if (filter.classification) out.classification = filter.classification;
+  if (filter.createdAfter) out.createdAfter = filter.createdAfter;
+  if (filter.createdBefore) out.createdBefore = filter.createdBefore;
+  if (filter.updatedAfter) out.updatedAfter = filter.updatedAfter;
+  if (filter.updatedBefore) out.updatedBefore = filter.updatedBefore;
+  if (filter.search) out.search = filter.search;
+  return out;
 }
 
 /** The GraphQL shape of a normalised incident. */

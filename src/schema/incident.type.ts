@@ -307,7 +307,7 @@ export class IncidentFilter {
   @Field(() => String, { nullable: true, description: "Exact owner (case-insensitive)." })
   assignedTo?: string;
 
-  @Field(() => Boolean, { nullable: true, description: "true: only unassigned incidents; false: only assigned ones." })
+  @Field(() => Boolean, { nullable: true, description: "true: only unassigned incidents; false or null: no constraint." })
   unassigned?: boolean;
 
   @Field(() => Date, { nullable: true })

@@ -98,7 +98,8 @@ const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
  *   nothing (and keep the cached array, hence the query's memoised sort orders). Redirected (merged)
  *   incidents are kept like any other, with status REDIRECTED and `redirectIncidentId`.
  * - Single flight: concurrent loads of one tenant share one refresh. A caller's signal or deadline ends
- *   its own wait; the refresh goes on (bounded by `refreshTimeoutMs`) and fills the cache for the next.
+ *   its own wait; the refresh goes on — to the deadline of the caller that started it, at most
+ *   `refreshTimeoutMs` — and fills the cache for the next.
  *
  * Failure policy (never thrown; the outcome says what happened):
  * - A transient failure (throttling, outage, timeout, unreadable answer, deadline, internal error) with
@@ -165,7 +166,7 @@ export class IncidentService {
         this.counters.cacheHits++;
         return succeeded(tenantId, usable, true, elapsed());
       }
-      const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend), options);
+      const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend, options.deadline), options);
       if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed());
       if (result === DEADLINE) this.counters.deadlineExceeded++;
       return this.failed(tenantId, result.error, usable, elapsed());
@@ -240,25 +241,30 @@ export class IncidentService {
     return client;
   }
 
-  /** The refresh of a tenant, shared by every caller that needs it while it runs. */
-  private refresh(tenantId: string, backend: IncidentsBackendName): Promise<RefreshResult> {
+  /**
+   * The refresh of a tenant, shared by every caller that needs it while it runs. It runs to the deadline
+   * of the caller that started it (at most `refreshTimeoutMs`), so the client can decide whether a wait
+   * (Retry-After, back-off, a rate slot) still fits and answer THROTTLED or UPSTREAM_UNAVAILABLE in time
+   * rather than waiting past everyone's deadline; callers that join later share that bound.
+   */
+  private refresh(tenantId: string, backend: IncidentsBackendName, callerDeadline: Date | number | undefined): Promise<RefreshResult> {
     const key = `${tenantId}|${backend}`;
     const running = this.flights.get(key);
     if (running) {
       this.counters.coalesced++;
       return running;
     }
-    const flight = this.runRefresh(tenantId, backend).finally(() => this.flights.delete(key));
+    const flight = this.runRefresh(tenantId, backend, callerDeadline === undefined ? undefined : +callerDeadline).finally(() => this.flights.delete(key));
     this.flights.set(key, flight);
     return flight;
   }
 
   /** One refresh. Settles every failure into the result; never rejects. */
-  private async runRefresh(tenantId: string, backend: IncidentsBackendName): Promise<RefreshResult> {
+  private async runRefresh(tenantId: string, backend: IncidentsBackendName, callerDeadline: number | undefined): Promise<RefreshResult> {
     const startedAt = this.now();
-    // Shared by every waiter, so bounded by the service's own limit rather than any caller's deadline.
+    // No caller's signal: a caller leaving must not cancel what the others wait for.
     const signal = AbortSignal.timeout(this.refreshTimeoutMs);
-    const deadline = Date.now() + this.refreshTimeoutMs;
+    const deadline = Math.min(callerDeadline ?? Number.POSITIVE_INFINITY, Date.now() + this.refreshTimeoutMs);
     let mode: "full" | "delta" = "full";
     try {
       // Another refresh may have finished between the caller's cache read and this one starting.
@@ -311,16 +317,17 @@ export class IncidentService {
     const { signal } = options;
     const deadline = options.deadline === undefined ? undefined : +options.deadline;
     if (!signal && deadline === undefined) return refresh;
+    if (signal?.aborted) return Promise.resolve(DEADLINE);
     return new Promise<RefreshResult>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
+      let unsubscribe: (() => void) | undefined;
       const finish = (result: RefreshResult) => {
         if (timer) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        unsubscribe?.();
         resolve(result);
       };
-      const onAbort = () => finish(DEADLINE);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (deadline !== undefined) timer = setTimeout(onAbort, Math.max(0, deadline - Date.now()));
+      if (signal) unsubscribe = onAbort(signal, () => finish(DEADLINE));
+      if (deadline !== undefined) timer = setTimeout(() => finish(DEADLINE), Math.max(0, deadline - Date.now()));
       void refresh.then(finish);
     });
   }
@@ -445,6 +452,32 @@ function callOptions(options: LoadOptions): CallOptions {
   if (deadline !== undefined) signals.push(AbortSignal.timeout(Math.max(0, deadline - Date.now())));
   const signal = signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
   return { ...(signal ? { signal } : {}), ...(deadline !== undefined ? { deadline } : {}) };
+}
+
+/**
+ * Callbacks per signal, behind one "abort" listener per signal: a query's signal is shared by the waits
+ * of all its tenants (a thousand of them), and EventTarget warns past ten listeners.
+ */
+const abortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
+
+/** Calls `callback` when `signal` aborts; returns the unsubscribe. */
+function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  let callbacks = abortCallbacks.get(signal);
+  if (!callbacks) {
+    const set = new Set<() => void>();
+    callbacks = set;
+    abortCallbacks.set(signal, set);
+    signal.addEventListener(
+      "abort",
+      () => {
+        abortCallbacks.delete(signal);
+        for (const fn of set) fn();
+      },
+      { once: true },
+    );
+  }
+  callbacks.add(callback);
+  return () => callbacks.delete(callback);
 }
 
 const indexes = new WeakMap<readonly Incident[], Map<string, Incident>>();

@@ -17,11 +17,13 @@ import { ErrorCode, formatError } from "./errors.js";
 import { MemoryIncidentCache } from "./incidents/incident-cache.js";
 import { createIncidentService, type IncidentService } from "./incidents/incident-service.js";
 import { registerConsentCallback } from "./http/consent-callback.js";
+import { registerGraphiQL } from "./http/graphiql.js";
 import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createLogger } from "./logger.js";
 import type { GraphQLContext } from "./resolvers/context.js";
 import { ConsentResolver } from "./resolvers/consent.resolver.js";
+import { createEntityReferences } from "./resolvers/entity-references.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "./resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
 import { TenantsResolver } from "./resolvers/tenants.resolver.js";
@@ -145,16 +147,21 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     [IncidentsResolver, incidentsResolver],
     [TenantIncidentsResolver, new TenantIncidentsResolver(incidentsResolver)],
   ]);
-  const schema = await buildCrosswatchSchema({
-    get: (someClass) => {
-      const instance = resolvers.get(someClass);
-      if (!instance) throw new Error(`no resolver instance registered for ${String(someClass)}`);
-      return instance;
+  const schema = await buildCrosswatchSchema(
+    {
+      get: (someClass) => {
+        const instance = resolvers.get(someClass);
+        if (!instance) throw new Error(`no resolver instance registered for ${String(someClass)}`);
+        return instance;
+      },
     },
-  });
+    createEntityReferences({ defaultBackend: config.upstream.defaultBackend }),
+  );
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
+    // Apollo's own notices (e.g. inline tracing enabled for a subgraph) go to our log, not the console.
+    logger,
     formatError,
     includeStacktraceInErrorResponses: false,
     plugins: [
@@ -181,6 +188,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     },
     logger,
   });
+  // Before the GraphQL route: a browser opening /graphql gets GraphiQL (served from installed packages only).
+  registerGraphiQL(fastify, { endpoint: "/graphql" });
   await fastify.register(fastifyApollo(apollo), {
     path: "/graphql",
     context: async (request) => {

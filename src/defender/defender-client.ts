@@ -74,6 +74,7 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
     let url = pageUrl(0);
     let skip = 0;
     let calls = 0;
+    let pagingByLink = false;
     for (let page = 0; ; page++) {
       if (page >= this.maxPages) throw this.badResponse(tenantId, `more than ${this.maxPages} pages`);
       visited.add(url);
@@ -87,9 +88,11 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
       if (parsed.nextLink) {
         url = checkNextLink(parsed.nextLink, this.baseUrl, tenantId, "defender");
         if (visited.has(url)) throw this.badResponse(tenantId, "the next link points to a page already read");
+        pagingByLink = true;
         continue;
       }
-      if (parsed.incidents.length < this.pageSize) break;
+      // A service that pages by links ends by sending none; one that does not, with a short page.
+      if (pagingByLink || parsed.incidents.length < this.pageSize) break;
       skip += parsed.incidents.length;
       url = pageUrl(skip);
     }

@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { Directive, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import {
   CLASSIFICATIONS,
   DETERMINATIONS,
@@ -158,6 +158,8 @@ export class IncidentAlert {
   entities!: IncidentEntity[];
 }
 
+// Federation entity: other subgraphs extend an incident by its tenant and incident id together.
+@Directive('@key(fields: "tenantId incidentId")')
 @ObjectType({ description: "A Microsoft 365 Defender incident of one customer tenant, from either backend." })
 export class Incident {
   @Field(() => ID)

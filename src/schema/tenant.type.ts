@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { Directive, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import { IncidentsBackendKind } from "./server-info.type.js";
 import { PageInfo } from "./page-info.type.js";
 
@@ -20,6 +20,8 @@ registerEnumType(ConsentStateKind, {
   },
 });
 
+// Federation entity: other subgraphs extend a tenant by its Entra tenant id.
+@Directive('@key(fields: "id")')
 @ObjectType({ description: "A customer Entra ID tenant in the partner's registry." })
 export class Tenant {
   @Field(() => ID, { description: "Entra tenant id (GUID, lower case)." })

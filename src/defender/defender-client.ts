@@ -5,7 +5,7 @@ import { UpstreamError, type CallOptions, type IncidentsBackendClient, type List
 import { mapDefenderIncident, mapDefenderIncidentPage, toDefenderPatchBody } from "./defender-mapper.js";
 import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamTimeouts } from "./http.js";
 import type { Incident, IncidentPatch } from "./incident.js";
-import { patchProblem, ShapeError } from "./mapping.js";
+import { badListing, mapAnswer, patchProblem } from "./mapping.js";
 import { InProcessRateBudget, type RateBudget } from "./rate-budget.js";
 
 /** The documented maximum page size of `GET /api/incidents` (reference 1.3). */
@@ -76,18 +76,18 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
     let calls = 0;
     let pagingByLink = false;
     for (let page = 0; ; page++) {
-      if (page >= this.maxPages) throw this.badResponse(tenantId, `more than ${this.maxPages} pages`);
+      if (page >= this.maxPages) throw badListing("defender", tenantId, `more than ${this.maxPages} pages`);
       visited.add(url);
       const answer = await this.http.send({ tenantId, method: "GET", url, bucket: "defender.list", operation: "list", signal: options.signal, deadline });
       calls += answer.attempts;
-      const parsed = this.map(tenantId, () => mapDefenderIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
+      const parsed = mapAnswer("defender", tenantId, () => mapDefenderIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
       for (const incident of parsed.incidents) {
         const seen = byId.get(incident.incidentId);
         if (!seen || seen.lastUpdateTime < incident.lastUpdateTime) byId.set(incident.incidentId, incident);
       }
       if (parsed.nextLink) {
         url = checkNextLink(parsed.nextLink, this.baseUrl, tenantId, "defender");
-        if (visited.has(url)) throw this.badResponse(tenantId, "the next link points to a page already read");
+        if (visited.has(url)) throw badListing("defender", tenantId, "the next link points to a page already read");
         pagingByLink = true;
         continue;
       }
@@ -113,7 +113,7 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
         signal: options.signal,
         deadline,
       });
-      return this.map(tenantId, () => mapDefenderIncident(answer.json, tenantId), answer.upstreamRequestId);
+      return mapAnswer("defender", tenantId, () => mapDefenderIncident(answer.json, tenantId), answer.upstreamRequestId);
     } catch (error) {
       if (error instanceof UpstreamError && error.code === "NOT_FOUND") return undefined;
       throw error;
@@ -143,27 +143,8 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
       signal: options.signal,
       deadline,
     });
-    return this.map(tenantId, () => mapDefenderIncident(answer.json, tenantId), answer.upstreamRequestId);
+    return mapAnswer("defender", tenantId, () => mapDefenderIncident(answer.json, tenantId), answer.upstreamRequestId);
   }
 
-  /** Runs a mapper; a shape problem fails this tenant with UPSTREAM_BAD_RESPONSE. */
-  private map<T>(tenantId: string, mapper: () => T, upstreamRequestId: string | undefined): T {
-    try {
-      return mapper();
-    } catch (error) {
-      if (error instanceof ShapeError) {
-        throw new UpstreamError(
-          "UPSTREAM_BAD_RESPONSE",
-          `Defender API answer for tenant ${tenantId} has an unexpected shape (${error.path})`,
-          { tenantId, backend: "defender", ...(upstreamRequestId ? { upstreamRequestId } : {}), bodyExcerpt: error.message.slice(0, 200) },
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-  }
 
-  private badResponse(tenantId: string, what: string): UpstreamError {
-    return new UpstreamError("UPSTREAM_BAD_RESPONSE", `Defender API list for tenant ${tenantId}: ${what}`, { tenantId, backend: "defender" });
-  }
 }

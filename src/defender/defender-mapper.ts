@@ -23,8 +23,7 @@ import {
   strings,
   text,
   time,
-  type JsonObject,
-} from "./mapping.js";
+  type JsonObject, mapIncidentPage, type IncidentPage } from "./mapping.js";
 
 /**
  * Legacy Microsoft 365 Defender API (`/api/incidents`, reference 1.4–1.8) ↔ normalised `Incident`.
@@ -32,23 +31,12 @@ import {
  * 0–7 fractional digits, trimmed records; see mapping.ts for what fails a page instead.
  */
 
-/** One page of `GET /api/incidents`. */
-export interface DefenderIncidentPage {
-  incidents: Incident[];
-  /** `@odata.nextLink` when the service sent one (unconfirmed that it ever does, reference 1.3). */
-  nextLink: string | undefined;
-}
+/** One page of a list answer. */
+export type DefenderIncidentPage = IncidentPage;
 
 /** Maps a list answer: `{ value: [...], "@odata.nextLink"? }`. @throws ShapeError */
 export function mapDefenderIncidentPage(body: unknown, tenantId: string): DefenderIncidentPage {
-  const envelope = expectObject(body, "$");
-  if (!Array.isArray(envelope.value)) throw new ShapeError("$.value", "a list answer needs a `value` array");
-  const next = envelope["@odata.nextLink"];
-  if (next !== undefined && next !== null && typeof next !== "string") throw new ShapeError("$.@odata.nextLink", "expected a string");
-  return {
-    incidents: envelope.value.map((item, i) => mapDefenderIncident(item, tenantId, `$.value[${i}]`)),
-    nextLink: typeof next === "string" && next !== "" ? next : undefined,
-  };
+  return mapIncidentPage(body, tenantId, mapDefenderIncident);
 }
 
 /**

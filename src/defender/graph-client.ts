@@ -5,7 +5,7 @@ import { UpstreamError, type CallOptions, type IncidentsBackendClient, type List
 import { mapGraphIncident, mapGraphIncidentPage, toGraphPatchRequests } from "./graph-mapper.js";
 import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamTimeouts } from "./http.js";
 import type { Incident, IncidentPatch } from "./incident.js";
-import { patchProblem, ShapeError } from "./mapping.js";
+import { badListing, mapAnswer, patchProblem } from "./mapping.js";
 import { InProcessRateBudget, type RateBudget } from "./rate-budget.js";
 
 /** Graph refuses `$top` above 50 for incidents (reference 2.2). */
@@ -80,7 +80,7 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
     const visited = new Set<string>();
     let calls = 0;
     for (let page = 0; ; page++) {
-      if (page >= this.maxPages) throw this.badResponse(tenantId, `more than ${this.maxPages} pages`);
+      if (page >= this.maxPages) throw badListing("graph", tenantId, `more than ${this.maxPages} pages`);
       visited.add(url);
       const answer = await this.http.send({
         tenantId,
@@ -93,14 +93,14 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
         deadline,
       });
       calls += answer.attempts;
-      const parsed = this.map(tenantId, () => mapGraphIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
+      const parsed = mapAnswer("graph", tenantId, () => mapGraphIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
       for (const incident of parsed.incidents) {
         const seen = byId.get(incident.incidentId);
         if (!seen || seen.lastUpdateTime < incident.lastUpdateTime) byId.set(incident.incidentId, incident);
       }
       if (!parsed.nextLink) break;
       url = checkNextLink(parsed.nextLink, this.baseUrl, tenantId, "graph");
-      if (visited.has(url)) throw this.badResponse(tenantId, "the next link points to a page already read");
+      if (visited.has(url)) throw badListing("graph", tenantId, "the next link points to a page already read");
     }
     return { incidents: [...byId.values()], calls };
   }
@@ -149,7 +149,7 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
     } catch (error) {
       if (patched !== undefined) {
         this.logger?.warn({ tenantId, incidentId, err: error }, "reading the incident back after an update failed; answering with the PATCH result (no alerts)");
-        return this.map(tenantId, () => mapGraphIncident(patched, tenantId), undefined);
+        return mapAnswer("graph", tenantId, () => mapGraphIncident(patched, tenantId), undefined);
       }
       if (error instanceof UpstreamError) {
         throw new UpstreamError(
@@ -174,30 +174,12 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
       signal,
       deadline,
     });
-    return this.map(tenantId, () => mapGraphIncident(answer.json, tenantId), answer.upstreamRequestId);
+    return mapAnswer("graph", tenantId, () => mapGraphIncident(answer.json, tenantId), answer.upstreamRequestId);
   }
 
   private incidentUrl(incidentId: string): string {
     return `${this.baseUrl}/security/incidents/${encodeURIComponent(incidentId)}`;
   }
 
-  private map<T>(tenantId: string, mapper: () => T, upstreamRequestId: string | undefined): T {
-    try {
-      return mapper();
-    } catch (error) {
-      if (error instanceof ShapeError) {
-        throw new UpstreamError(
-          "UPSTREAM_BAD_RESPONSE",
-          `Microsoft Graph answer for tenant ${tenantId} has an unexpected shape (${error.path})`,
-          { tenantId, backend: "graph", ...(upstreamRequestId ? { upstreamRequestId } : {}), bodyExcerpt: error.message.slice(0, 200) },
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-  }
 
-  private badResponse(tenantId: string, what: string): UpstreamError {
-    return new UpstreamError("UPSTREAM_BAD_RESPONSE", `Microsoft Graph list for tenant ${tenantId}: ${what}`, { tenantId, backend: "graph" });
-  }
 }

@@ -26,8 +26,7 @@ import {
   strings,
   text,
   time,
-  type JsonObject,
-} from "./mapping.js";
+  type JsonObject, mapIncidentPage, type IncidentPage } from "./mapping.js";
 
 /**
  * Microsoft Graph security incidents (`/security/incidents`, reference 2.3–2.6) ↔ normalised `Incident`.
@@ -35,21 +34,12 @@ import {
  * `evidence[]` mapped onto the legacy device/entity vocabulary so a tenant reads the same on both backends.
  */
 
-export interface GraphIncidentPage {
-  incidents: Incident[];
-  nextLink: string | undefined;
-}
+/** One page of a list answer. */
+export type GraphIncidentPage = IncidentPage;
 
-/** Maps a list answer. @throws ShapeError */
+/** Maps a list answer: `{ value: [...], "@odata.nextLink"? }`. @throws ShapeError */
 export function mapGraphIncidentPage(body: unknown, tenantId: string): GraphIncidentPage {
-  const envelope = expectObject(body, "$");
-  if (!Array.isArray(envelope.value)) throw new ShapeError("$.value", "a list answer needs a `value` array");
-  const next = envelope["@odata.nextLink"];
-  if (next !== undefined && next !== null && typeof next !== "string") throw new ShapeError("$.@odata.nextLink", "expected a string");
-  return {
-    incidents: envelope.value.map((item, i) => mapGraphIncident(item, tenantId, `$.value[${i}]`)),
-    nextLink: typeof next === "string" && next !== "" ? next : undefined,
-  };
+  return mapIncidentPage(body, tenantId, mapGraphIncident);
 }
 
 /**

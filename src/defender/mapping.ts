@@ -1,8 +1,11 @@
+import { UpstreamError } from "./backend-client.js";
 import type {
   Classification,
   Determination,
+  Incident,
   IncidentComment,
   IncidentPatch,
+  IncidentsBackendName,
   IncidentStatus,
   Severity,
 } from "./incident.js";
@@ -240,3 +243,56 @@ export function patchProblem(patch: IncidentPatch): string | undefined {
 export function unreachable(value: never): never {
   throw new Error(`unreachable: ${String(value)}`);
 }
+
+/** One page of a list answer (`{ value: [...], "@odata.nextLink"? }`), the same envelope on both backends. */
+export interface IncidentPage {
+  incidents: Incident[];
+  /** `@odata.nextLink` when the service sent one. */
+  nextLink: string | undefined;
+}
+
+/** Maps a list envelope with a per-item mapper. @throws ShapeError */
+export function mapIncidentPage(
+  body: unknown,
+  tenantId: string,
+  mapItem: (raw: unknown, tenantId: string, path: string) => Incident,
+): IncidentPage {
+  const envelope = expectObject(body, "$");
+  if (!Array.isArray(envelope.value)) throw new ShapeError("$.value", "a list answer needs a `value` array");
+  const next = envelope["@odata.nextLink"];
+  if (next !== undefined && next !== null && typeof next !== "string") throw new ShapeError("$.@odata.nextLink", "expected a string");
+  return {
+    incidents: envelope.value.map((item, i) => mapItem(item, tenantId, `$.value[${i}]`)),
+    nextLink: typeof next === "string" && next !== "" ? next : undefined,
+  };
+}
+
+const API_NAMES: Record<IncidentsBackendName, string> = { defender: "Defender API", graph: "Microsoft Graph" };
+
+/** Runs a mapper over an upstream answer; a shape problem fails this tenant with UPSTREAM_BAD_RESPONSE. */
+export function mapAnswer<T>(
+  backend: IncidentsBackendName,
+  tenantId: string,
+  mapper: () => T,
+  upstreamRequestId: string | undefined,
+): T {
+  try {
+    return mapper();
+  } catch (error) {
+    if (error instanceof ShapeError) {
+      throw new UpstreamError(
+        "UPSTREAM_BAD_RESPONSE",
+        `${API_NAMES[backend]} answer for tenant ${tenantId} has an unexpected shape (${error.path})`,
+        { tenantId, backend, ...(upstreamRequestId ? { upstreamRequestId } : {}), bodyExcerpt: error.message.slice(0, 200) },
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+/** A list that cannot be read to its end (too many pages, a next link looping back). */
+export function badListing(backend: IncidentsBackendName, tenantId: string, what: string): UpstreamError {
+  return new UpstreamError("UPSTREAM_BAD_RESPONSE", `${API_NAMES[backend]} list for tenant ${tenantId}: ${what}`, { tenantId, backend });
+}
+

@@ -1,6 +1,6 @@
 import "reflect-metadata";
 import { GraphQLError } from "graphql";
-import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
 import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
 import type { Incident as DomainIncident, IncidentPatch } from "../defender/incident.js";
@@ -14,7 +14,7 @@ import {
   Incident,
   IncidentConnection,
   IncidentFilter,
-  IncidentOrder,
+  IncidentPageArgs,
   IncidentSummary,
   TenantOutcome,
   UpdateIncidentInput,
@@ -54,14 +54,11 @@ export class IncidentsResolver {
   async incidents(
     @Arg("tenantIds", () => [ID], { nullable: true }) tenantIds: string[] | undefined,
     @Arg("tenantTags", () => [String], { nullable: true }) tenantTags: string[] | undefined,
-    @Arg("filter", () => IncidentFilter, { nullable: true }) filter: IncidentFilter | undefined,
-    @Arg("orderBy", () => IncidentOrder, { nullable: true }) orderBy: IncidentOrder | undefined,
-    @Arg("first", () => Int, { nullable: true, defaultValue: 50 }) first: number,
-    @Arg("after", () => String, { nullable: true }) after: string | undefined,
+    @Args(() => IncidentPageArgs) page: IncidentPageArgs,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
     const records = await this.selectTenants(tenantIds ?? undefined, tenantTags ?? undefined, ctx);
-    return this.connection(records, { filter, orderBy, first, after }, ctx);
+    return this.connection(records, page, ctx);
   }
 
   @Query(() => Incident, { nullable: true, description: "One incident; null when the tenant has no such incident." })
@@ -118,7 +115,7 @@ export class IncidentsResolver {
   /** The page for a set of tenants (shared with `Tenant.incidents`). */
   async connection(
     records: TenantRecord[],
-    args: { filter?: IncidentFilter | undefined; orderBy?: IncidentOrder | undefined; first: number; after?: string | undefined },
+    args: IncidentPageArgs,
     ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
     const loaded = await Promise.all(records.map((r) => ctx.loaders.incidents.load(this.key(r))));
@@ -282,13 +279,10 @@ export class TenantIncidentsResolver {
   @FieldResolver(() => IncidentConnection, { description: "This tenant's incidents." })
   async incidents(
     @Root() tenant: Tenant,
-    @Arg("filter", () => IncidentFilter, { nullable: true }) filter: IncidentFilter | undefined,
-    @Arg("orderBy", () => IncidentOrder, { nullable: true }) orderBy: IncidentOrder | undefined,
-    @Arg("first", () => Int, { nullable: true, defaultValue: 50 }) first: number,
-    @Arg("after", () => String, { nullable: true }) after: string | undefined,
+    @Args(() => IncidentPageArgs) page: IncidentPageArgs,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
-    return this.incidentsResolver.connection([await this.record(tenant, ctx)], { filter, orderBy, first, after }, ctx);
+    return this.incidentsResolver.connection([await this.record(tenant, ctx)], page, ctx);
   }
 
   @FieldResolver(() => IncidentSummary, { description: "Counts of this tenant's incidents by severity and status." })

@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { Directive, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
+import { ArgsType, Directive, Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import {
   CLASSIFICATIONS,
   DETERMINATIONS,
@@ -356,4 +356,20 @@ export class UpdateIncidentInput {
 
   @Field(() => String, { nullable: true, description: "Appended as a new comment." })
   comment?: string;
+}
+
+/** Filter, order and page of an incident connection (shared by `incidents` and `Tenant.incidents`). */
+@ArgsType()
+export class IncidentPageArgs {
+  @Field(() => IncidentFilter, { nullable: true })
+  filter?: IncidentFilter;
+
+  @Field(() => IncidentOrder, { nullable: true })
+  orderBy?: IncidentOrder;
+
+  @Field(() => Int, { nullable: true, defaultValue: 50, description: "At most 500." })
+  first!: number;
+
+  @Field(() => String, { nullable: true, description: "endCursor of the previous page (same orderBy)." })
+  after?: string;
 }

@@ -94,7 +94,9 @@ export function exampleTabs(): Tab[] {
       input: { status: "IN_PROGRESS", assignedTo: "analyst@partner.example", comment: "Investigating" },
     }),
     tab(TenantRegistryDocument, { first: 50 }),
-    tab(RegisterTenantDocument, { input: { id: tenantId, displayName: "Customer name", tags: ["new"] } }),
+    tab(RegisterTenantDocument, {
+      input: { id: "<the customer's Entra tenant id (GUID)>", displayName: "Customer name", tags: ["new"] },
+    }),
     tab(ConsentLinkDocument, { tenantId }),
     tab(TenantConsentStatusDocument, { id: tenantId }),
     tab(TokenDiagnosticsDocument, { tenantIds: [tenantId] }),
@@ -116,7 +118,13 @@ const BOOT_SCRIPT = `"use strict";
   var options = JSON.parse(document.getElementById("crosswatch-graphiql-options").textContent);
   var workers = options.workers;
   delete options.workers;
-  // Monaco asks for a worker per language; without this it would try to build them from blob: URLs.
+  // GraphiQL replaces the first tab with initialQuery; a query in the URL (GraphiQL keeps the edited one
+  // there) wins over the example on reload.
+  if (new URL(location.href).searchParams.has("query")) {
+    delete options.initialQuery;
+    delete options.initialVariables;
+  }
+  // The bundle names no worker files: Monaco asks here for one per language, served by this origin.
   self.MonacoEnvironment = {
     getWorker: function (_moduleId, label) {
       return new Worker(workers[label] || workers.editorWorkerService, { name: label });
@@ -156,11 +164,15 @@ function createAssets(): Map<string, Asset> {
 
 /** The page: options travel as a JSON data block (not executed), so no inline script is needed. */
 export function renderGraphiQLPage(endpoint: string): string {
+  const tabs = exampleTabs();
   const options = {
     endpoint,
     title: "Crosswatch",
     logo: LOGO,
-    defaultTabs: exampleTabs(),
+    defaultTabs: tabs,
+    // Without these the bundle puts its welcome text into the first tab instead of the first example.
+    initialQuery: tabs[0]!.query,
+    initialVariables: tabs[0]!.variables,
     defaultHeaders: HEADERS_TEMPLATE,
     // Credentials typed into the header editor stay in this tab's memory, never in localStorage.
     shouldPersistHeaders: false,
@@ -180,6 +192,7 @@ export function renderGraphiQLPage(endpoint: string): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Crosswatch GraphiQL</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${ASSETS_PATH}/graphiql.css">
 <link rel="stylesheet" href="${ASSETS_PATH}/crosswatch-graphiql.css">
 </head>

@@ -4,6 +4,7 @@ import type { Incident } from "../schema/incident.type.js";
 import type { Tenant } from "../schema/tenant.type.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
 import type { GraphQLContext } from "./context.js";
+import { toIncidentType } from "./incidents.resolver.js";
 import { toTenant } from "./tenants.resolver.js";
 
 export interface EntityReferenceDeps {
@@ -41,17 +42,27 @@ export async function resolveTenantReference(
 }
 
 /**
- * Resolves an `Incident` representation. Hook for the incidents work: load the incident through the
- * request's loaders (the tenant's cached incidents, caller scope applied) and map it with the incidents
- * resolver's mapping. Until then a router asking for an Incident's Crosswatch fields gets null for it; the
- * other direction (Crosswatch returns incidents, another subgraph adds fields to them) already works.
+ * Resolves an `Incident` representation through the request's incidents loader: every representation of
+ * one tenant in an `_entities` call shares one load of that tenant (its cache, or one refresh). An unknown
+ * tenant or incident, or a tenant that cannot be read right now, resolves to null for that entity only.
  */
 export async function resolveIncidentReference(
-  _ctx: GraphQLContext,
-  _tenantId: string,
-  _incidentId: string,
+  ctx: GraphQLContext,
+  tenantId: string,
+  incidentId: string,
+  deps: EntityReferenceDeps,
 ): Promise<Incident | null> {
-  return null;
+  let normalised: string;
+  try {
+    normalised = normaliseTenantId(tenantId);
+  } catch {
+    return null;
+  }
+  const record = await ctx.loaders.tenant.load(normalised).catch(toPublicError);
+  if (!record) return null;
+  const loaded = await ctx.loaders.incidents.load(`${record.id}|${record.backend ?? deps.defaultBackend}`);
+  const found = loaded.incidents.find((i) => i.incidentId === incidentId);
+  return found ? toIncidentType(found) : null;
 }
 
 /** `__resolveReference` of each entity type, for `buildCrosswatchSchema`. */
@@ -62,7 +73,7 @@ export function createEntityReferences(deps: EntityReferenceDeps) {
     },
     Incident: {
       __resolveReference: (reference: IncidentReference, ctx: GraphQLContext) =>
-        resolveIncidentReference(ctx, String(reference.tenantId), String(reference.incidentId)),
+        resolveIncidentReference(ctx, String(reference.tenantId), String(reference.incidentId), deps),
     },
   };
 }

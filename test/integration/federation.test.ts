@@ -145,6 +145,34 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
     assert.equal(registryBatches[0]!.length, 4);
   });
 
+  it("resolves Incident entities through the request's incidents loader; unknown keys null", async () => {
+    const tenant = runtime.sandbox!.tenants[0]!;
+    const [first, second] = runtime.sandbox!.incidents.forTenant(tenant.id);
+    const representations = [
+      { __typename: "Incident", tenantId: tenant.id, incidentId: String(first!.incidentId) },
+      { __typename: "Incident", tenantId: tenant.id, incidentId: String(second!.incidentId) },
+      { __typename: "Incident", tenantId: tenant.id, incidentId: "999999999" },
+      { __typename: "Incident", tenantId: "00000000-0000-4000-8000-000000000000", incidentId: "1" },
+    ];
+    runtime.sandbox!.context.resetCounters();
+    const { body } = await postGraphQL(
+      runtime.url,
+      "query($r: [_Any!]!) { _entities(representations: $r) { ... on Incident { tenantId incidentId incidentName } } }",
+      { r: representations },
+    );
+    assert.equal(body.errors, undefined);
+    const entities = body.data._entities;
+    assert.equal(entities[0].incidentId, String(first!.incidentId));
+    assert.equal(entities[0].incidentName, first!.incidentName);
+    assert.equal(entities[1].incidentId, String(second!.incidentId));
+    assert.equal(entities[2], null);
+    assert.equal(entities[3], null);
+    // One load of the tenant serves both incidents: at most one listing (its pages), not one per incident.
+    const pages = Math.ceil(runtime.sandbox!.incidents.forTenant(tenant.id).length / 100) + 1;
+    const lists = runtime.sandbox!.context.counterSnapshot().byTenant[tenant.id]?.["defender.list"] ?? 0;
+    assert.ok(lists <= pages, `one listing of the tenant for both incidents (list calls: ${lists})`);
+  });
+
   it("crosses from Crosswatch into the other subgraph: tenants with their contract tier", async () => {
     const result = await viaGateway(`{ tenants(first: 3) { edges { node { id displayName consentState contractTier } } } }`);
     assert.equal(result.errors, undefined);

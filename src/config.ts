@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CALLER_ROLES, type Grant } from "./auth/caller.js";
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -15,6 +16,56 @@ const httpsUrl = (fallback: string) =>
   );
 const int = (fallback: number, min: number, max: number) =>
   z.preprocess(emptyAsUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+const bool = z.preprocess(
+  emptyAsUndefined,
+  z
+    .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" })
+    .transform((v) => ["true", "1", "yes", "on"].includes(v))
+    .optional(),
+);
+const commaList = z.preprocess(
+  emptyAsUndefined,
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined ? [] : v.split(",").map((s) => s.trim()).filter((s) => s.length > 0))),
+);
+
+const roleName = z.enum(CALLER_ROLES);
+/** One app role's grant in AUTH_ENTRA_ROLE_MAP: a role and the tenants it covers, stated explicitly. */
+const grantSchema = z
+  .object({
+    role: roleName,
+    allTenants: z.boolean().optional(),
+    tenantIds: z.array(z.string().regex(GUID, "tenant ids are GUIDs")).optional(),
+    tenantTags: z.array(z.string().min(1)).optional(),
+  })
+  .strict()
+  .refine((g) => g.allTenants === true || (g.tenantIds?.length ?? 0) + (g.tenantTags?.length ?? 0) > 0, {
+    error: "each grant needs allTenants: true or some tenantIds / tenantTags",
+  })
+  .transform(
+    (g): Grant => ({
+      role: g.role,
+      scope: {
+        allTenants: g.allTenants === true,
+        tenantIds: (g.tenantIds ?? []).map((id) => id.toLowerCase()),
+        tenantTags: g.tenantTags ?? [],
+      },
+    }),
+  );
+const roleMapSchema = z.preprocess(
+  (value) => {
+    const v = emptyAsUndefined(value);
+    if (typeof v !== "string") return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return "not JSON";
+    }
+  },
+  z.record(z.string().min(1), grantSchema, { error: "must be a JSON object of app role → grant" }).optional(),
+);
 
 /** Environment variables Crosswatch reads; the README's configuration table mirrors this schema. */
 const envSchema = z.object({
@@ -50,6 +101,18 @@ const envSchema = z.object({
   CONSENT_LINK_TTL_SECONDS: int(7 * 86_400, 60, 30 * 86_400),
   INCIDENT_FRESHNESS_SECONDS: int(30, 0, 3600),
   OPERATION_TIMEOUT_MS: int(20_000, 100, 300_000),
+  AUTH_ANONYMOUS: bool,
+  AUTH_ENTRA_AUDIENCE: commaList,
+  AUTH_ENTRA_TENANTS: commaList,
+  AUTH_ENTRA_ROLE_MAP: roleMapSchema,
+  AUTH_ENTRA_CLOCK_TOLERANCE_SECONDS: int(30, 0, 60),
+  INTROSPECTION: bool,
+  LIMIT_MAX_DEPTH: int(12, 2, 100),
+  LIMIT_MAX_ALIASES: int(30, 0, 1000),
+  LIMIT_MAX_DIRECTIVES: int(20, 0, 1000),
+  LIMIT_MAX_TOKENS: int(5000, 100, 1_000_000),
+  LIMIT_MAX_COST: int(50_000, 100, 100_000_000),
+  BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
   SANDBOX_SEED: int(42, 0, 2 ** 31 - 1),
   SANDBOX_TENANTS: int(13, 1, 1000),
   SANDBOX_INCIDENTS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1000).optional()),
@@ -98,6 +161,22 @@ export interface Config {
     /** Deadline of one GraphQL operation; a slow tenant is reported, not waited for. */
     operationTimeoutMs: number;
   };
+  auth: {
+    /** Requests without credentials act as an admin over every tenant: sandbox only. */
+    anonymous: boolean;
+    /** Entra ID bearer tokens of the partner's own users (frontends), when configured. */
+    entra: EntraCallerConfig | undefined;
+  };
+  limits: {
+    maxDepth: number;
+    maxAliases: number;
+    maxDirectives: number;
+    maxTokens: number;
+    /** Largest estimated cost of one operation; tenant fan-out counts (see src/http/limits.ts). */
+    maxCost: number;
+    bodyLimitBytes: number;
+    introspection: boolean;
+  };
   sandbox: {
     seed: number;
     tenantCount: number;
@@ -106,6 +185,26 @@ export interface Config {
     port: number;
   };
 }
+
+/** How bearer tokens of the partner's users are checked; issuer and key set come from the authority host. */
+export interface EntraCallerConfig {
+  /** Accepted `aud` values: the API's app id URI and/or client id. */
+  audiences: string[];
+  /** Tenants whose users may call (`tid` and issuer): normally the partner's own tenant. Lower-case GUIDs. */
+  tenants: string[];
+  /** App role value (from the token's `roles`) → the grant it gives. */
+  roleMap: Record<string, Grant>;
+  clockToleranceSeconds: number;
+}
+
+const ALL: Grant["scope"] = { allTenants: true, tenantIds: [], tenantTags: [] };
+
+/** The role map when AUTH_ENTRA_ROLE_MAP is unset: three app roles, each over every tenant. */
+export const DEFAULT_ROLE_MAP: Record<string, Grant> = {
+  "Crosswatch.Reader": { role: "READER", scope: ALL },
+  "Crosswatch.Responder": { role: "RESPONDER", scope: ALL },
+  "Crosswatch.Admin": { role: "ADMIN", scope: ALL },
+};
 
 /** A configuration problem, with every offending variable named and no value echoed. */
 export class ConfigError extends Error {
@@ -141,9 +240,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } else if (e.AZURE_CLIENT_SECRET || e.AZURE_CLIENT_CERTIFICATE_PATH) {
     problems.push("AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH need AZURE_CLIENT_ID");
   }
+  const mode = e.AZURE_CLIENT_ID ? "azure" : "sandbox";
+  if (mode === "azure" && e.AUTH_ANONYMOUS === true) {
+    problems.push("AUTH_ANONYMOUS: only the sandbox may run without caller authentication");
+  }
+  let entra: EntraCallerConfig | undefined;
+  if (e.AUTH_ENTRA_AUDIENCE.length > 0 || e.AUTH_ENTRA_TENANTS.length > 0) {
+    if (e.AUTH_ENTRA_AUDIENCE.length === 0) problems.push("AUTH_ENTRA_TENANTS is set: also set AUTH_ENTRA_AUDIENCE");
+    if (e.AUTH_ENTRA_TENANTS.length === 0) problems.push("AUTH_ENTRA_AUDIENCE is set: also set AUTH_ENTRA_TENANTS");
+    const badTenant = e.AUTH_ENTRA_TENANTS.find((t) => !GUID.test(t));
+    if (badTenant !== undefined) problems.push("AUTH_ENTRA_TENANTS: must be tenant ids (GUIDs), comma-separated");
+    entra = {
+      audiences: e.AUTH_ENTRA_AUDIENCE,
+      tenants: e.AUTH_ENTRA_TENANTS.map((t) => t.toLowerCase()),
+      roleMap: e.AUTH_ENTRA_ROLE_MAP ?? DEFAULT_ROLE_MAP,
+      clockToleranceSeconds: e.AUTH_ENTRA_CLOCK_TOLERANCE_SECONDS,
+    };
+  } else if (e.AUTH_ENTRA_ROLE_MAP) {
+    problems.push("AUTH_ENTRA_ROLE_MAP needs AUTH_ENTRA_AUDIENCE and AUTH_ENTRA_TENANTS");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
-    mode: e.AZURE_CLIENT_ID ? "azure" : "sandbox",
+    mode,
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
@@ -162,6 +280,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       linkTtlSeconds: e.CONSENT_LINK_TTL_SECONDS,
     },
     incidents: { freshnessSeconds: e.INCIDENT_FRESHNESS_SECONDS, operationTimeoutMs: e.OPERATION_TIMEOUT_MS },
+    auth: { anonymous: e.AUTH_ANONYMOUS ?? mode === "sandbox", entra },
+    limits: {
+      maxDepth: e.LIMIT_MAX_DEPTH,
+      maxAliases: e.LIMIT_MAX_ALIASES,
+      maxDirectives: e.LIMIT_MAX_DIRECTIVES,
+      maxTokens: e.LIMIT_MAX_TOKENS,
+      maxCost: e.LIMIT_MAX_COST,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      introspection: e.INTROSPECTION ?? mode === "sandbox",
+    },
     sandbox: {
       seed: e.SANDBOX_SEED,
       tenantCount: e.SANDBOX_TENANTS,

@@ -6,7 +6,11 @@ import fastifyApollo, { fastifyApolloDrainPlugin } from "@as-integrations/fastif
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
-import type { Config } from "./config.js";
+import { GraphQLError } from "graphql";
+import { ConfigError, type Config } from "./config.js";
+import { createAuthenticator } from "./auth/authenticate.js";
+import { CallerAuthError, createEntraCallerVerifier } from "./auth/caller-jwt.js";
+import { readableScope, type Caller } from "./auth/caller.js";
 import { ConsentLinks } from "./auth/consent.js";
 import { createConfidentialClient } from "./auth/msal-client.js";
 import { UndiciNetworkClient } from "./auth/network-client.js";
@@ -20,8 +24,10 @@ import { registerConsentCallback } from "./http/consent-callback.js";
 import { registerGraphiQL } from "./http/graphiql.js";
 import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
+import { createQueryLimits } from "./http/limits.js";
 import { createLogger } from "./logger.js";
-import type { GraphQLContext } from "./resolvers/context.js";
+import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
+import { CallersResolver } from "./resolvers/callers.resolver.js";
 import { ConsentResolver } from "./resolvers/consent.resolver.js";
 import { createEntityReferences } from "./resolvers/entity-references.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "./resolvers/incidents.resolver.js";
@@ -95,6 +101,31 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       dataDir: config.store.dataDir === "memory://" ? undefined : config.store.dataDir,
     }));
   const ownsStore = deps.store === undefined;
+  const authenticator = createAuthenticator({
+    apiKeys: store.apiKeys,
+    entra: config.auth.entra
+      ? createEntraCallerVerifier({ config: config.auth.entra, authorityHost: config.upstream.authorityHost, dispatcher, logger })
+      : undefined,
+    anonymous: config.auth.anonymous,
+  });
+  if (config.mode === "azure" && !config.auth.entra && (await store.apiKeys.countActive()) === 0) {
+    if (ownsStore) await store.close();
+    await dispatcher.close();
+    throw new ConfigError([
+      "no caller authentication: Crosswatch holds the credential for every customer tenant and will not serve it openly. " +
+        "Create an API key (npm run keys -- create --name admin --role ADMIN --all-tenants) or set AUTH_ENTRA_AUDIENCE and AUTH_ENTRA_TENANTS",
+    ]);
+  }
+  if (config.auth.anonymous) {
+    logger.warn("caller authentication is OFF (sandbox): requests without credentials act as an admin over every tenant; API keys and Entra tokens are still checked when sent");
+  }
+  const audit = async (caller: Caller, requestId: string | null, record: AuditRecord): Promise<void> => {
+    try {
+      await store.audit.record({ ...record, actor: { kind: caller.kind, id: caller.id, name: caller.name }, requestId });
+    } catch (error) {
+      logger.error({ err: error, requestId, action: record.action }, "could not write the audit log");
+    }
+  };
   let publicUrl = config.consent.publicUrl;
   const stateKey = config.consent.stateSecret
     ? new TextEncoder().encode(config.consent.stateSecret)
@@ -115,7 +146,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     loggerInstance: logger as FastifyBaseLogger,
     // One log line per GraphQL operation is what operators want, not two per HTTP request.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 1024 * 1024,
+    bodyLimit: config.limits.bodyLimitBytes,
     // Honour a caller's request id when it is a plain token, so logs correlate across a gateway.
     genReqId: (request) => {
       const header = request.headers["x-request-id"];
@@ -146,6 +177,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     [TokensResolver, new TokensResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
     [IncidentsResolver, incidentsResolver],
     [TenantIncidentsResolver, new TenantIncidentsResolver(incidentsResolver)],
+    [CallersResolver, new CallersResolver({ apiKeys: store.apiKeys, audit: store.audit })],
   ]);
   const schema = await buildCrosswatchSchema(
     {
@@ -158,13 +190,29 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     createEntityReferences({ defaultBackend: config.upstream.defaultBackend }),
   );
 
+  const queryLimits = createQueryLimits({
+    limits: config.limits,
+    // Only asked when an operation has `incidents` without tenantIds: what it would span for this caller.
+    async visibleTenantCount(ctx: GraphQLContext) {
+      const scope = readableScope(ctx.caller);
+      return store.tenants.count(scope ? { scope } : {});
+    },
+  });
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     // Apollo's own notices (e.g. inline tracing enabled for a subgraph) go to our log, not the console.
     logger,
     formatError,
     includeStacktraceInErrorResponses: false,
+    introspection: config.limits.introspection,
+    // No "Did you mean …?" outside the sandbox: it would describe the schema to anyone probing it.
+    hideSchemaDetailsFromClientErrors: config.mode === "azure",
+    csrfPrevention: true,
+    allowBatchedHttpRequests: false,
+    parseOptions: queryLimits.parseOptions,
+    validationRules: queryLimits.validationRules,
     plugins: [
+      queryLimits.plugin,
       fastifyApolloDrainPlugin(fastify),
       // Apollo's default landing page loads from a CDN; the offline GraphiQL page replaces it.
       ApolloServerPluginLandingPageDisabled(),
@@ -178,6 +226,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     links,
     nonces: store.consentNonces,
     tenants: store.tenants,
+    audit: (record) => audit(CONSENT_CALLBACK_ACTOR, null, record),
     async verifyTenant(tenantId) {
       const tenant = await store.tenants.get(tenantId);
       const diagnosis = await diagnoseToken(tokenProvider, tenantId, tenant?.backend ?? config.upstream.defaultBackend);
@@ -193,6 +242,13 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   await fastify.register(fastifyApollo(apollo), {
     path: "/graphql",
     context: async (request) => {
+      // Who is calling, before anything else: a refused caller costs no parsing, no store and no upstream call.
+      let caller: Caller;
+      try {
+        caller = await authenticator.authenticate(request.headers);
+      } catch (error) {
+        throw authError(error, logger.child({ requestId: request.id }));
+      }
       // One deadline per operation: every token and upstream wait of this request ends by then.
       const deadline = Date.now() + config.incidents.operationTimeoutMs;
       const signal = AbortSignal.timeout(config.incidents.operationTimeoutMs);
@@ -200,9 +256,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       setMaxListeners(0, signal);
       return {
         requestId: request.id,
-        logger: logger.child({ requestId: request.id }),
-        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, { signal, deadline }),
+        logger: logger.child({ requestId: request.id, caller: `${caller.kind}:${caller.id}` }),
+        caller,
+        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, { signal, deadline }),
         operation: { signal, deadline },
+        audit: (record) => audit(caller, request.id, record),
       };
     },
   });
@@ -233,6 +291,30 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       if (ownsStore) await store.close();
     },
   };
+}
+
+/** The actor of consent events: the customer's admin, known only through the signed state it brought back. */
+const CONSENT_CALLBACK_ACTOR: Caller = { kind: "ANONYMOUS", id: "consent-callback", name: "customer administrator (consent callback)", grants: [] };
+
+const AUTH_STATUS = { UNAUTHENTICATED: 401, FORBIDDEN: 403, AUTH_UNAVAILABLE: 503 } as const;
+
+/**
+ * A refused caller as the GraphQL error Apollo answers with the right HTTP status (and, for 401, the
+ * challenge). The reason is safe to show; the credential never appears in it or in the log.
+ */
+function authError(error: unknown, logger: Logger): GraphQLError {
+  if (!(error instanceof CallerAuthError)) {
+    logger.error({ err: error }, "caller authentication failed unexpectedly");
+    return new GraphQLError("authentication failed", {
+      extensions: { code: ErrorCode.AUTH_UNAVAILABLE, http: { status: 503 } },
+    });
+  }
+  logger.info({ code: error.code, reason: error.message }, "caller refused");
+  const headers = new Map<string, string>();
+  if (error.code === "UNAUTHENTICATED") headers.set("www-authenticate", 'Bearer realm="crosswatch"');
+  return new GraphQLError(error.message, {
+    extensions: { code: error.code, http: { status: AUTH_STATUS[error.code], headers } },
+  });
 }
 
 function isLoopbackOrAny(address: string): boolean {

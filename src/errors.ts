@@ -14,6 +14,14 @@ export enum ErrorCode {
   OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE",
   NOT_FOUND = "NOT_FOUND",
   ALREADY_EXISTS = "ALREADY_EXISTS",
+  /** No credentials, or credentials that are not valid (HTTP 401). */
+  UNAUTHENTICATED = "UNAUTHENTICATED",
+  /** Valid credentials whose role does not allow the action (HTTP 403 for a whole request). */
+  FORBIDDEN = "FORBIDDEN",
+  /** Entra ID's signing keys could not be fetched to check a bearer token (HTTP 503). */
+  AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE",
+  /** The operation's estimated cost is above the limit (HTTP 400). */
+  COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED",
   INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR",
 }
 

@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
 import { createApp, type App } from "./app.js";
-import type { Config } from "./config.js";
+import { DEFAULT_ROLE_MAP, type Config } from "./config.js";
 import { startSandbox, type Sandbox } from "./sandbox/sandbox.js";
+import { SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID } from "./sandbox/tokens.js";
 
 export interface Runtime {
   app: App;
@@ -84,6 +85,16 @@ export function withSandbox(config: Config, sandbox: Sandbox): Config {
       defenderApiBase: sandbox.url,
       graphApiBase: `${sandbox.url}/v1.0`,
       trustedCaPem: [...config.upstream.trustedCaPem, sandbox.caCertPem],
+    },
+    // The sandbox's own analysts (POST /_sandbox/caller-tokens) may call, unless Entra callers are configured.
+    auth: {
+      ...config.auth,
+      entra: config.auth.entra ?? {
+        audiences: [SANDBOX_CALLER_AUDIENCE],
+        tenants: [SANDBOX_PARTNER_TENANT_ID],
+        roleMap: DEFAULT_ROLE_MAP,
+        clockToleranceSeconds: 30,
+      },
     },
   };
 }

@@ -308,8 +308,10 @@ export class IncidentsHttp {
         headers,
         body,
         signal,
-        headersTimeout: Math.min(this.timeouts.headersMs, attemptMs),
-        bodyTimeout: Math.min(this.timeouts.bodyMs, attemptMs),
+        // When the attempt's own timer is the shorter bound, undici's timers stay out of its way: two timers
+        // of the same length race, and undici's winning would make a deadline look like a retryable stall.
+        headersTimeout: this.timeouts.headersMs < attemptMs ? this.timeouts.headersMs : attemptMs + 1_000,
+        bodyTimeout: this.timeouts.bodyMs < attemptMs ? this.timeouts.bodyMs : attemptMs + 1_000,
       });
     } catch (error) {
       if (signal.aborted) return aborted(error);

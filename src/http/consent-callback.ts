@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { ConsentStateError, type ConsentLinks } from "../auth/consent.js";
+import type { AuditEventInput } from "../store/audit-log.js";
 import type { ConsentNonceStore } from "../store/consent-nonces.js";
 import { normaliseTenantId, type TenantStore } from "../store/tenant-store.js";
 
@@ -15,6 +16,8 @@ export interface ConsentCallbackDeps {
   tenants: TenantStore;
   /** Acquires a token for the tenant right away and says what it carries. */
   verifyTenant(tenantId: string): Promise<TenantVerification>;
+  /** Records a consent event in the audit log (never throws). */
+  audit(record: Omit<AuditEventInput, "actor" | "requestId">): Promise<void>;
   logger: Logger;
 }
 
@@ -54,6 +57,7 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
     } catch (error) {
       if (!(error instanceof ConsentStateError)) throw error;
       deps.logger.warn({ reason: error.code }, "consent callback refused");
+      await deps.audit({ action: "consent.rejected", tenantId: tenantFromEntra ?? null, outcome: error.code });
       return reply
         .code(400)
         .send(
@@ -72,6 +76,7 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
         await deps.tenants.recordConsent(tenantId, "DENIED", { error: description });
       }
       deps.logger.info({ tenantId, error: query.error }, "admin consent declined");
+      await deps.audit({ action: "consent.denied", tenantId: tenantId ?? null, outcome: "SUCCESS", detail: { error: query.error.slice(0, 100) } });
       return reply.code(200).send(
         page(
           "Consent was not given",
@@ -90,6 +95,12 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
     const verification = await deps.verifyTenant(tenantId);
     await deps.tenants.recordTokenOutcome(tenantId, verification.ok ? { ok: true } : { ok: false, code: verification.code });
     deps.logger.info({ tenantId, verified: verification.ok }, "admin consent granted");
+    await deps.audit({
+      action: "consent.granted",
+      tenantId,
+      outcome: "SUCCESS",
+      detail: verification.ok ? { verified: true, roles: verification.roles, missingRoles: verification.missingRoles } : { verified: false, code: verification.code },
+    });
     if (verification.ok && verification.missingRoles.length === 0) {
       return reply.code(200).send(
         page(

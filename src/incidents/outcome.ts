@@ -8,9 +8,9 @@ import { UPSTREAM_ERROR_CODES, UpstreamError, type UpstreamErrorCode } from "../
  * DEADLINE_EXCEEDED (the operation's deadline or signal ended the wait) / INTERNAL (anything else).
  * CONSENT_REQUIRED, MISSING_ROLE, THROTTLED and INTERNAL occur in both layers and mean the same there.
  */
-export type TenantErrorCode = TokenErrorCode | UpstreamErrorCode | "DEADLINE_EXCEEDED";
+export type TenantErrorCode = TokenErrorCode | UpstreamErrorCode | "DEADLINE_EXCEEDED" | "TENANT_FORBIDDEN";
 export const TENANT_ERROR_CODES: readonly TenantErrorCode[] = [
-  ...new Set<TenantErrorCode>([...TOKEN_ERROR_CODES, ...UPSTREAM_ERROR_CODES, "DEADLINE_EXCEEDED"]),
+  ...new Set<TenantErrorCode>([...TOKEN_ERROR_CODES, ...UPSTREAM_ERROR_CODES, "DEADLINE_EXCEEDED", "TENANT_FORBIDDEN"]),
 ];
 
 /** Why one tenant failed, in words a partner can show: no upstream text, URL or token. */
@@ -60,6 +60,18 @@ const DEADLINE_MESSAGE = "the operation's deadline passed before the tenant's in
 const DEADLINE_HINT =
   "The tenant answered too slowly for this request, so its incidents are missing or older: ask again in a moment — the refresh goes on and its result will be cached.";
 const INTERNAL_HINT = "An unexpected error occurred in Crosswatch: look in the server log for the tenant id and this time, and report it.";
+
+/**
+ * The one answer for a tenant the caller may not see and for a tenant that is not registered, so a caller
+ * cannot learn which tenants exist outside its scope. No token is acquired and no upstream call is made.
+ */
+export function tenantForbidden(tenantId: string): TenantError {
+  return {
+    code: "TENANT_FORBIDDEN",
+    message: `tenant ${tenantId} is not registered or is outside your tenant scope`,
+    hint: "Check the tenant id; if it is right, ask a Crosswatch administrator to register the tenant or to widen your API key's or app role's tenant scope.",
+  };
+}
 
 /** A tenant error for a wait ended by the operation's deadline or signal. */
 export function deadlineExceeded(): TenantError {

@@ -1,7 +1,9 @@
 import DataLoader from "dataloader";
+import { permits, permitsEverywhere, type Caller } from "../auth/caller.js";
 import { diagnoseToken, type TokenDiagnosis } from "../auth/token-diagnostics.js";
 import type { TokenProvider, TokenResource } from "../auth/token-provider.js";
 import type { IncidentService, TenantIncidents } from "../incidents/incident-service.js";
+import { tenantForbidden } from "../incidents/outcome.js";
 import type { TenantRecord, TenantStore } from "../store/tenant-store.js";
 import { createTokenLoader } from "./token-loader.js";
 
@@ -11,36 +13,87 @@ export interface LoaderServices {
   incidents: IncidentService;
 }
 
+/** A token diagnosis, or the refusal of a tenant the caller may not see (no token was asked for). */
+export type DiagnosisResult = TokenDiagnosis | { tenantId: string; backend: TokenResource; forbidden: true };
+
 /**
- * The DataLoaders of one request. Built fresh per request (never shared), so nothing one caller's request
- * cached is served to another; keys always include the tenant.
+ * The DataLoaders of one request, for one caller. Built fresh per request (never shared), so nothing one
+ * caller's request cached is served to another; keys always include the tenant. Every loader that can
+ * reach a tenant's token or incidents checks the caller's scope first, so a resolver that forgot to is
+ * still refused before any token request or upstream call.
  */
-export function createLoaders(services: LoaderServices, options: { signal?: AbortSignal; deadline?: number } = {}) {
+export function createLoaders(
+  services: LoaderServices,
+  caller: Caller,
+  options: { signal?: AbortSignal; deadline?: number } = {},
+) {
+  /** Registry records as stored, whoever may see them: only for the scope checks below. */
+  const records = new DataLoader<string, TenantRecord | undefined>(async (ids) => {
+    const found = await services.tenants.getMany(ids);
+    return ids.map((id) => found.get(id.toLowerCase()));
+  });
+  /**
+   * Whether the caller may read this tenant: a registered tenant in one of its scopes, or (for token
+   * diagnostics of a tenant being onboarded) an unregistered one when it reads every tenant.
+   */
+  const mayRead = async (tenantId: string): Promise<boolean> => {
+    const record = await records.load(tenantId.toLowerCase());
+    return record ? permits(caller, "read", record) : permitsEverywhere(caller, "READER");
+  };
+  const token = createTokenLoader(services.tokenProvider, options);
+
   return {
     /**
      * A tenant's incidents by `${tenantId}|${backend}`: `incidents(tenantIds:)` and `tenants { incidents }` in
-     * one operation share one load (and so at most one upstream refresh) per tenant.
+     * one operation share one load (and so at most one upstream refresh) per tenant. A tenant outside the
+     * caller's scope (or unregistered) gets a TENANT_FORBIDDEN outcome and no upstream call.
      */
-    incidents: new DataLoader<`${string}|${TokenResource}`, TenantIncidents>(async (keys) =>
-      services.incidents.loadTenants(
-        keys.map((key) => {
-          const [tenantId, backend] = key.split("|") as [string, TokenResource];
-          return { tenantId, backend };
+    incidents: new DataLoader<`${string}|${TokenResource}`, TenantIncidents>(async (keys) => {
+      const parsed = keys.map((key) => {
+        const [tenantId, backend] = key.split("|") as [string, TokenResource];
+        return { tenantId, backend };
+      });
+      const visible = await Promise.all(
+        parsed.map(async ({ tenantId }) => {
+          const record = await records.load(tenantId.toLowerCase());
+          return record !== undefined && permits(caller, "read", record);
         }),
-        options,
-      ),
-    ),
-    token: createTokenLoader(services.tokenProvider, options),
-    /** Registry records by tenant id; unknown tenants resolve to undefined. */
+      );
+      const allowed = parsed.filter((_, i) => visible[i]);
+      const loaded = allowed.length > 0 ? await services.incidents.loadTenants(allowed, options) : [];
+      let next = 0;
+      return parsed.map(({ tenantId }, i): TenantIncidents => {
+        if (visible[i]) return loaded[next++]!;
+        const id = tenantId.toLowerCase();
+        return {
+          tenantId: id,
+          incidents: [],
+          outcome: { tenantId: id, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, error: tenantForbidden(id) },
+        };
+      });
+    }),
+    token: {
+      /** A tenant's token, refused (rejected) for a tenant the caller may not read. */
+      async load(key: `${string}|${TokenResource}`) {
+        const tenantId = key.slice(0, key.lastIndexOf("|"));
+        if (!(await mayRead(tenantId))) throw new TenantForbiddenError(tenantId);
+        return token.load(key);
+      },
+    },
+    /** Registry records the caller may see, by tenant id; unknown and out-of-scope tenants alike are undefined. */
     tenant: new DataLoader<string, TenantRecord | undefined>(async (ids) => {
-      const found = await services.tenants.getMany(ids);
-      return ids.map((id) => found.get(id.toLowerCase()));
+      const found = await records.loadMany(ids.map((id) => id.toLowerCase()));
+      return found.map((record) => {
+        if (record instanceof Error) throw record;
+        return record && permits(caller, "read", record) ? record : undefined;
+      });
     }),
     /** Token diagnoses by `${tenantId}|${backend}`: one token need per tenant and backend per request. */
-    diagnosis: new DataLoader<`${string}|${TokenResource}`, TokenDiagnosis>(async (keys) =>
+    diagnosis: new DataLoader<`${string}|${TokenResource}`, DiagnosisResult>(async (keys) =>
       Promise.all(
-        keys.map((key) => {
+        keys.map(async (key): Promise<DiagnosisResult> => {
           const [tenantId, backend] = key.split("|") as [string, TokenResource];
+          if (!(await mayRead(tenantId))) return { tenantId: tenantId.toLowerCase(), backend, forbidden: true };
           return diagnoseToken(services.tokenProvider, tenantId, backend, options.signal ? { signal: options.signal } : {});
         }),
       ),
@@ -49,3 +102,17 @@ export function createLoaders(services: LoaderServices, options: { signal?: Abor
 }
 
 export type Loaders = ReturnType<typeof createLoaders>;
+
+/** A tenant the request's caller may not see (or that is not registered). */
+export class TenantForbiddenError extends Error {
+  readonly code = "TENANT_FORBIDDEN";
+  override readonly name = "TenantForbiddenError";
+  constructor(readonly tenantId: string) {
+    super(tenantForbidden(tenantId).message);
+  }
+}
+
+/** Whether a diagnosis result is the refusal of an invisible tenant. */
+export function isForbidden(result: DiagnosisResult): result is Extract<DiagnosisResult, { forbidden: true }> {
+  return "forbidden" in result;
+}

@@ -1,5 +1,6 @@
 import type { IncidentsBackend } from "../config.js";
 import { toPublicError } from "../errors.js";
+import { tenantForbiddenError } from "./access.js";
 import type { Incident } from "../schema/incident.type.js";
 import type { Tenant } from "../schema/tenant.type.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
@@ -23,8 +24,9 @@ export interface IncidentReference {
 /**
  * Resolves a `Tenant` representation through the request's tenant loader, so the representations of one
  * `_entities` call cost one registry query together, and the same per-request rules apply as for every
- * other tenant read. A key that is not a tenant id, or a tenant that is not registered, resolves to null
- * (as `Query.tenant` does), so one bad key never fails the other entities of the batch.
+ * other tenant read. A key that is not a tenant id resolves to null; a tenant that is not registered or is
+ * outside the caller's scope is TENANT_FORBIDDEN (as for `Query.tenant`), for that entity only, so one bad
+ * key never fails the other entities of the batch.
  */
 export async function resolveTenantReference(
   ctx: GraphQLContext,
@@ -38,7 +40,8 @@ export async function resolveTenantReference(
     return null;
   }
   const record = await ctx.loaders.tenant.load(normalised).catch(toPublicError);
-  return record ? toTenant(record, deps.defaultBackend) : null;
+  if (!record) throw tenantForbiddenError(normalised);
+  return toTenant(record, deps.defaultBackend);
 }
 
 /**
@@ -59,7 +62,7 @@ export async function resolveIncidentReference(
     return null;
   }
   const record = await ctx.loaders.tenant.load(normalised).catch(toPublicError);
-  if (!record) return null;
+  if (!record) throw tenantForbiddenError(normalised);
   const loaded = await ctx.loaders.incidents.load(`${record.id}|${record.backend ?? deps.defaultBackend}`);
   const found = loaded.incidents.find((i) => i.incidentId === incidentId);
   return found ? toIncidentType(found) : null;

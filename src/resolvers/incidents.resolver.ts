@@ -1,13 +1,14 @@
 import "reflect-metadata";
 import { GraphQLError } from "graphql";
 import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
+import { readableScope } from "../auth/caller.js";
 import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
 import type { Incident as DomainIncident, IncidentPatch } from "../defender/incident.js";
 import { badInput, ErrorCode, toPublicError } from "../errors.js";
 import { QueryInputError, queryIncidents, type IncidentQuery } from "../incidents/incident-query.js";
 import type { IncidentService, IncidentTarget } from "../incidents/incident-service.js";
-import { toTenantError, type TenantError as DomainTenantError, type TenantOutcome as DomainOutcome } from "../incidents/outcome.js";
+import { tenantForbidden, toTenantError, type TenantError as DomainTenantError, type TenantOutcome as DomainOutcome } from "../incidents/outcome.js";
 import { summarizeIncidents } from "../incidents/summary.js";
 import { ConsentFlowKind } from "../schema/consent.type.js";
 import {
@@ -23,8 +24,9 @@ import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
 import { TenantError, TenantErrorCode } from "../schema/token.type.js";
 import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
+import { audited, requirePermission, visibleTenant } from "./access.js";
 import type { GraphQLContext } from "./context.js";
-import { createConsentLink } from "./tenants.resolver.js";
+import { createConsentLink, tenantIdArgument } from "./tenants.resolver.js";
 
 export interface IncidentsResolverDeps {
   tenants: TenantStore;
@@ -47,9 +49,9 @@ export class IncidentsResolver {
 
   @Query(() => IncidentConnection, {
     description:
-      "Incidents of many tenants in one order. With neither tenantIds nor tenantTags: every registered tenant; " +
-      "with both: the listed tenants that carry one of the tags. A tenant that fails never fails the query: " +
-      "see tenantOutcomes.",
+      "Incidents of many tenants in one order. With neither tenantIds nor tenantTags: every registered tenant in the " +
+      "caller's scope; with both: the listed tenants that carry one of the tags. A tenant that fails never fails the " +
+      "query: see tenantOutcomes (TENANT_FORBIDDEN for a listed tenant that is unknown or outside the caller's scope).",
   })
   async incidents(
     @Arg("tenantIds", () => [ID], { nullable: true }) tenantIds: string[] | undefined,
@@ -57,8 +59,8 @@ export class IncidentsResolver {
     @Args(() => IncidentPageArgs) page: IncidentPageArgs,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
-    const records = await this.selectTenants(tenantIds ?? undefined, tenantTags ?? undefined, ctx);
-    return this.connection(records, page, ctx);
+    const { records, refused } = await this.selectTenants(tenantIds ?? undefined, tenantTags ?? undefined, ctx);
+    return this.connection(records, page, ctx, refused);
   }
 
   @Query(() => Incident, { nullable: true, description: "One incident; null when the tenant has no such incident." })
@@ -67,7 +69,7 @@ export class IncidentsResolver {
     @Arg("incidentId", () => ID) incidentId: string,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Incident | null> {
-    const record = await this.registered(tenantId, ctx);
+    const record = await visibleTenant(ctx, tenantId);
     const id = validIncidentId(incidentId);
     try {
       const found = await this.deps.service.getIncident(this.target(record), id, ctx.operation);
@@ -80,7 +82,7 @@ export class IncidentsResolver {
   @Mutation(() => Incident, {
     description:
       "Changes an incident, written through to the tenant's backend (needs Incident.ReadWrite.All or " +
-      "SecurityIncident.ReadWrite.All in that tenant: MISSING_ROLE otherwise).",
+      "SecurityIncident.ReadWrite.All in that tenant: MISSING_ROLE otherwise). The caller needs RESPONDER over the tenant.",
   })
   async updateIncident(
     @Arg("tenantId", () => ID) tenantId: string,
@@ -88,12 +90,20 @@ export class IncidentsResolver {
     @Arg("input", () => UpdateIncidentInput) input: UpdateIncidentInput,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Incident> {
-    const record = await this.registered(tenantId, ctx);
+    const normalised = tenantIdArgument(tenantId);
     const id = validIncidentId(incidentId);
     const patch = toPatch(input);
+    return audited(ctx, { action: "incident.update", tenantId: normalised, target: id, detail: { changed: Object.keys(patch) } }, async () => {
+      const record = await visibleTenant(ctx, normalised);
+      requirePermission(ctx, record, "update");
+      return this.update(record, id, patch, ctx);
+    });
+  }
+
+  private async update(record: TenantRecord, id: string, patch: IncidentPatch, ctx: GraphQLContext): Promise<Incident> {
     const target = this.target(record);
     const diagnosis = await ctx.loaders.diagnosis.load(`${record.id}|${target.backend}`);
-    if (diagnosis.claims && !diagnosis.canUpdate) {
+    if ("claims" in diagnosis && diagnosis.claims && !diagnosis.canUpdate) {
       throw new GraphQLError(
         `the app may not update incidents in tenant ${record.id}: its token lacks ${diagnosis.missingRoles?.update.join(" or ")}`,
         {
@@ -117,6 +127,7 @@ export class IncidentsResolver {
     records: TenantRecord[],
     args: IncidentPageArgs,
     ctx: GraphQLContext,
+    refused: readonly string[] = [],
   ): Promise<IncidentConnection> {
     const loaded = await Promise.all(records.map((r) => ctx.loaders.incidents.load(this.key(r))));
     const query: IncidentQuery = {
@@ -144,7 +155,14 @@ export class IncidentsResolver {
         endCursor: page.endCursor,
       },
       totalCount: page.totalCount,
-      tenantOutcomes: await Promise.all(loaded.map((l) => this.outcome(l.outcome))),
+      tenantOutcomes: [
+        ...(await Promise.all(loaded.map((l) => this.outcome(l.outcome)))),
+        ...(await Promise.all(
+          refused.map((tenantId) =>
+            this.outcome({ tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, error: tenantForbidden(tenantId) }),
+          ),
+        )),
+      ],
     };
   }
 
@@ -168,20 +186,17 @@ export class IncidentsResolver {
     return { tenantId: record.id, backend: record.backend ?? this.deps.defaultBackend };
   }
 
-  private async registered(tenantId: string, ctx: GraphQLContext): Promise<TenantRecord> {
-    let id: string;
-    try {
-      id = normaliseTenantId(tenantId);
-    } catch (error) {
-      return toPublicError(error);
-    }
-    const record = await ctx.loaders.tenant.load(id);
-    if (!record) throw badInput(`tenant ${id} is not registered`, "tenantId");
-    return record;
-  }
-
-  private async selectTenants(tenantIds: string[] | undefined, tenantTags: string[] | undefined, ctx: GraphQLContext): Promise<TenantRecord[]> {
+  /**
+   * The tenants a query spans: the listed ones the caller may see (an unknown or invisible one is `refused`,
+   * one answer for both), or every tenant in the caller's scope.
+   */
+  private async selectTenants(
+    tenantIds: string[] | undefined,
+    tenantTags: string[] | undefined,
+    ctx: GraphQLContext,
+  ): Promise<{ records: TenantRecord[]; refused: string[] }> {
     let records: TenantRecord[];
+    let refused: string[] = [];
     if (tenantIds) {
       if (tenantIds.length > MAX_TENANTS_PER_QUERY) {
         throw badInput(`at most ${MAX_TENANTS_PER_QUERY} tenantIds per query`, "tenantIds");
@@ -193,27 +208,29 @@ export class IncidentsResolver {
         return toPublicError(error);
       }
       const found = await ctx.loaders.tenant.loadMany(ids);
-      const unknown = ids.filter((_, i) => !found[i] || found[i] instanceof Error);
-      if (unknown.length > 0) {
-        throw badInput(`not registered: ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ""}`, "tenantIds");
-      }
-      records = found as TenantRecord[];
+      const failed = found.find((r) => r instanceof Error);
+      if (failed) throw failed;
+      refused = ids.filter((_, i) => !found[i]);
+      records = found.filter((r): r is TenantRecord => r !== undefined && !(r instanceof Error));
       if (tenantTags && tenantTags.length > 0) {
         const wanted = new Set(tenantTags);
         records = records.filter((r) => r.tags.some((t) => wanted.has(t)));
       }
     } else {
-      records = await this.allTenants(tenantTags && tenantTags.length > 0 ? tenantTags : undefined);
+      records = await this.allTenants(tenantTags && tenantTags.length > 0 ? tenantTags : undefined, ctx);
     }
-    return records;
+    return { records, refused };
   }
 
-  /** Every registered tenant (with any of the tags), refusing more than a query may span. */
-  private async allTenants(tags: string[] | undefined): Promise<TenantRecord[]> {
+  /** Every registered tenant in the caller's scope (with any of the tags), refusing more than a query may span. */
+  private async allTenants(tags: string[] | undefined, ctx: GraphQLContext): Promise<TenantRecord[]> {
     const records: TenantRecord[] = [];
+    const scope = readableScope(ctx.caller);
     let after: string | undefined;
     for (;;) {
-      const page = await this.deps.tenants.list(tags ? { tags } : {}, 500, after).catch(toPublicError);
+      const page = await this.deps.tenants
+        .list({ ...(tags ? { tags } : {}), ...(scope ? { scope } : {}) }, 500, after)
+        .catch(toPublicError);
       records.push(...page.items);
       if (records.length > MAX_TENANTS_PER_QUERY) {
         throw badInput(

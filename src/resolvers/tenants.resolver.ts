@@ -1,8 +1,10 @@
 import "reflect-metadata";
-import { Arg, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { permits, readableScope } from "../auth/caller.js";
 import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
 import { badInput, toPublicError } from "../errors.js";
+import { StoreError } from "../store/errors.js";
 import { ConsentFlowKind, ConsentLink } from "../schema/consent.type.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import {
@@ -13,7 +15,9 @@ import {
   TenantFilter,
   UpdateTenantInput,
 } from "../schema/tenant.type.js";
-import type { TenantRecord, TenantStore } from "../store/tenant-store.js";
+import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
+import { audited, requirePermission, tenantForbiddenError, visibleTenant } from "./access.js";
+import type { GraphQLContext } from "./context.js";
 
 export interface TenantsResolverDeps {
   tenants: TenantStore;
@@ -26,15 +30,20 @@ export interface TenantsResolverDeps {
 export class TenantsResolver {
   constructor(private readonly deps: TenantsResolverDeps) {}
 
-  @Query(() => TenantConnection, { description: "Registered tenants, by display name, as a Relay connection." })
+  @Query(() => TenantConnection, {
+    description: "Registered tenants within the caller's scope, by display name, as a Relay connection.",
+  })
   async tenants(
     @Arg("filter", () => TenantFilter, { nullable: true }) filter: TenantFilter | undefined,
     @Arg("first", () => Int, { nullable: true, defaultValue: 50 }) first: number,
     @Arg("after", () => String, { nullable: true }) after: string | undefined,
+    @Ctx() ctx: GraphQLContext,
   ): Promise<TenantConnection> {
+    const scope = readableScope(ctx.caller);
     const page = await this.deps.tenants
       .list(
         {
+          ...(scope ? { scope } : {}),
           ...(filter?.tags ? { tags: filter.tags } : {}),
           ...(filter?.consentState ? { consentState: filter.consentState } : {}),
           ...(filter?.search ? { search: filter.search } : {}),
@@ -56,46 +65,77 @@ export class TenantsResolver {
     };
   }
 
-  @Query(() => Tenant, { nullable: true, description: "One registered tenant; null when it is not registered." })
-  async tenant(@Arg("id", () => ID) id: string): Promise<Tenant | null> {
-    const record = await this.deps.tenants.get(id).catch(toPublicError);
-    return record ? this.toTenant(record) : null;
+  @Query(() => Tenant, {
+    nullable: true,
+    description: "One registered tenant. TENANT_FORBIDDEN when it is not registered or outside the caller's scope.",
+  })
+  async tenant(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<Tenant | null> {
+    return this.toTenant(await visibleTenant(ctx, id));
   }
 
-  @Mutation(() => Tenant, { description: "Adds a customer tenant to the registry (consent state PENDING)." })
-  async registerTenant(@Arg("input", () => RegisterTenantInput) input: RegisterTenantInput): Promise<Tenant> {
-    const record = await this.deps.tenants
-      .register({
-        id: input.id,
-        displayName: input.displayName,
-        ...(input.tags ? { tags: input.tags } : {}),
-        backend: input.backend ?? null,
-      })
-      .catch(toPublicError);
-    return this.toTenant(record);
+  @Mutation(() => Tenant, {
+    description: "Adds a customer tenant to the registry (consent state PENDING). Needs ADMIN over the tenant's id or tags.",
+  })
+  async registerTenant(
+    @Arg("input", () => RegisterTenantInput) input: RegisterTenantInput,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<Tenant> {
+    const id = tenantIdArgument(input.id);
+    return audited(ctx, { action: "tenant.register", tenantId: id, detail: { displayName: input.displayName, tags: input.tags ?? [] } }, async () => {
+      if (!permits(ctx.caller, "manage", { id, tags: input.tags ?? [] })) throw tenantForbiddenError(id);
+      try {
+        const record = await this.deps.tenants.register({
+          id,
+          displayName: input.displayName,
+          ...(input.tags ? { tags: input.tags } : {}),
+          backend: input.backend ?? null,
+        });
+        return this.toTenant(record);
+      } catch (error) {
+        // An existing tenant the caller cannot see must not be revealed by ALREADY_EXISTS.
+        if (error instanceof StoreError && error.code === "ALREADY_EXISTS" && !(await ctx.loaders.tenant.load(id))) {
+          throw tenantForbiddenError(id);
+        }
+        return toPublicError(error);
+      }
+    });
   }
 
-  @Mutation(() => Tenant)
+  @Mutation(() => Tenant, { description: "Changes a tenant's name, tags or backend. Needs ADMIN over the tenant." })
   async updateTenant(
     @Arg("id", () => ID) id: string,
     @Arg("input", () => UpdateTenantInput) input: UpdateTenantInput,
+    @Ctx() ctx: GraphQLContext,
   ): Promise<Tenant> {
-    if (input.displayName === null) throw badInput("displayName cannot be null", "displayName");
-    if (input.tags === null) throw badInput("tags cannot be null; give [] to clear them", "tags");
-    const record = await this.deps.tenants
-      .update(id, {
-        ...(input.displayName !== undefined ? { displayName: input.displayName } : {}),
-        ...(input.tags !== undefined ? { tags: input.tags } : {}),
-        ...(input.backend !== undefined ? { backend: input.backend } : {}),
-      })
-      .catch(toPublicError);
-    return this.toTenant(record);
+    const tenantId = tenantIdArgument(id);
+    const changed = Object.entries(input).filter(([, value]) => value !== undefined).map(([key]) => key);
+    return audited(ctx, { action: "tenant.update", tenantId, detail: { changed } }, async () => {
+      const record = await visibleTenant(ctx, tenantId);
+      requirePermission(ctx, record, "manage");
+      if (input.displayName === null) throw badInput("displayName cannot be null", "displayName");
+      if (input.tags === null) throw badInput("tags cannot be null; give [] to clear them", "tags");
+      const updated = await this.deps.tenants
+        .update(record.id, {
+          ...(input.displayName !== undefined ? { displayName: input.displayName } : {}),
+          ...(input.tags !== undefined ? { tags: input.tags } : {}),
+          ...(input.backend !== undefined ? { backend: input.backend } : {}),
+        })
+        .catch(toPublicError);
+      return this.toTenant(updated);
+    });
   }
 
-  @Mutation(() => Boolean, { description: "Removes a tenant from the registry (its consent in Entra stays)." })
-  async removeTenant(@Arg("id", () => ID) id: string): Promise<boolean> {
-    await this.deps.tenants.remove(id).catch(toPublicError);
-    return true;
+  @Mutation(() => Boolean, {
+    description: "Removes a tenant from the registry (its consent in Entra stays). Needs ADMIN over the tenant.",
+  })
+  async removeTenant(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<boolean> {
+    const tenantId = tenantIdArgument(id);
+    return audited(ctx, { action: "tenant.remove", tenantId }, async () => {
+      const record = await visibleTenant(ctx, tenantId);
+      requirePermission(ctx, record, "manage");
+      await this.deps.tenants.remove(record.id).catch(toPublicError);
+      return true;
+    });
   }
 
   @FieldResolver(() => ConsentLink, { description: "A fresh admin-consent link bound to this tenant." })
@@ -108,6 +148,15 @@ export class TenantsResolver {
 
   private toTenant(record: TenantRecord): Tenant {
     return toTenant(record, this.deps.defaultBackend);
+  }
+}
+
+/** A tenant id argument, normalised, or BAD_USER_INPUT. */
+export function tenantIdArgument(id: string): string {
+  try {
+    return normaliseTenantId(id);
+  } catch (error) {
+    return toPublicError(error);
   }
 }
 

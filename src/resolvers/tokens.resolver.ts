@@ -4,6 +4,8 @@ import type { ConsentLinks } from "../auth/consent.js";
 import type { TokenDiagnosis } from "../auth/token-diagnostics.js";
 import type { IncidentsBackend } from "../config.js";
 import { badInput, toPublicError } from "../errors.js";
+import { tenantForbidden } from "../incidents/outcome.js";
+import { isForbidden, type DiagnosisResult } from "../loaders/loaders.js";
 import { ConsentFlowKind } from "../schema/consent.type.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
@@ -30,7 +32,8 @@ export class TokensResolver {
   @Query(() => [TokenDiagnostics], {
     description:
       "Acquires (or reuses) each tenant's token and explains it: tid, roles, audience, expiry, missing roles, or why it failed. " +
-      "The backend defaults to each tenant's own (registry override, else the server default).",
+      "The backend defaults to each tenant's own (registry override, else the server default). A tenant outside the " +
+      "caller's scope (or, for a caller not reading every tenant, not registered) gets TENANT_FORBIDDEN and no token request.",
   })
   async tokenDiagnostics(
     @Arg("tenantIds", () => [ID]) tenantIds: string[],
@@ -62,7 +65,9 @@ export class TokensResolver {
     return this.explain(await ctx.loaders.diagnosis.load(`${tenant.id}|${backend}`));
   }
 
-  private async explain(d: TokenDiagnosis): Promise<TokenDiagnostics> {
+  private async explain(result: DiagnosisResult): Promise<TokenDiagnostics> {
+    if (isForbidden(result)) return forbiddenDiagnostics(result.tenantId, result.backend);
+    const d: TokenDiagnosis = result;
     const out = new TokenDiagnostics();
     Object.assign(out, {
       tenantId: d.tenantId,
@@ -107,4 +112,31 @@ export class TokensResolver {
     });
     return out;
   }
+}
+
+function forbiddenDiagnostics(tenantId: string, backend: "defender" | "graph"): TokenDiagnostics {
+  const error = new TenantError();
+  Object.assign(error, { ...tenantForbidden(tenantId), retryAfterSeconds: null, consentLink: null });
+  const out = new TokenDiagnostics();
+  Object.assign(out, {
+    tenantId,
+    backend: backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
+    ok: false,
+    tid: null,
+    audience: null,
+    issuer: null,
+    appId: null,
+    version: null,
+    roles: [],
+    requiredRoles: [],
+    missingRoles: [],
+    missingRolesForUpdate: [],
+    canRead: false,
+    canUpdate: false,
+    issuedAt: null,
+    expiresAt: null,
+    fromCache: null,
+    error,
+  });
+  return out;
 }

@@ -4,6 +4,7 @@ import { describeCertificate } from "./certs.js";
 import { ENDPOINTS, FAULT_KINDS, type EndpointSelector } from "./context.js";
 import type { SandboxServices } from "./services.js";
 import type { SandboxTenant } from "./tenants.js";
+import { issueCallerToken, SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID } from "./tokens.js";
 
 const endpointSelector = z.enum([...ENDPOINTS, "incidents", "defender", "graph", "all"] as [
   EndpointSelector,
@@ -33,6 +34,21 @@ const grantBody = z
   })
   .strict();
 
+const callerTokenBody = z
+  .object({
+    roles: z.array(z.string().min(1).max(128)).max(50).optional(),
+    tenantId: z.string().min(1).max(64).optional(),
+    audience: z.string().min(1).max(256).optional(),
+    name: z.string().min(1).max(128).optional(),
+    oid: z.string().min(1).max(64).optional(),
+    expiresInSeconds: z.number().int().min(-86_400 * 365).max(86_400).optional(),
+    notBeforeInSeconds: z.number().int().min(-86_400).max(86_400 * 365).optional(),
+    issuer: z.string().min(1).max(512).optional(),
+    version: z.union([z.literal(1), z.literal(2)]).optional(),
+    omitClaims: z.array(z.string()).max(20).optional(),
+  })
+  .strict();
+
 /**
  * The control API under /_sandbox: counters, latency, faults, consent, activity and clock, for tests,
  * benchmarks and people trying failure modes by hand. Crosswatch's own code never calls it.
@@ -55,6 +71,8 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
         url: ctx.baseUrl,
         clientId: ctx.app.clientId,
         appDisplayName: ctx.app.displayName,
+        partnerTenantId: SANDBOX_PARTNER_TENANT_ID,
+        callerAudience: SANDBOX_CALLER_AUDIENCE,
         seed: ctx.options.seed,
         tenantCount: ctx.tenants.length,
         accessTokenVersion: ctx.options.accessTokenVersion,
@@ -64,6 +82,27 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
       }));
 
       scope.get("/tenants", async () => ({ value: ctx.tenants.map(describeTenant) }));
+
+      // A signed-in analyst's token for the Crosswatch API (what a frontend would send), with overrides.
+      scope.post("/caller-tokens", async (request, reply) => {
+        const parsed = callerTokenBody.safeParse(request.body ?? {});
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        const body = parsed.data;
+        const expiresIn = body.expiresInSeconds ?? 3600;
+        const issued = await issueCallerToken(ctx, services.signingKey, {
+          roles: body.roles ?? ["Crosswatch.Admin"],
+          tenantId: body.tenantId ?? SANDBOX_PARTNER_TENANT_ID,
+          audience: body.audience ?? SANDBOX_CALLER_AUDIENCE,
+          name: body.name ?? "Sandbox Analyst",
+          oid: body.oid ?? "5e1d0c7a-3b2f-4e6d-9c8b-a7f6e5d4c3b2",
+          expiresInSeconds: expiresIn,
+          notBeforeInSeconds: body.notBeforeInSeconds ?? 0,
+          issuer: body.issuer,
+          version: body.version ?? 2,
+          omitClaims: body.omitClaims ?? [],
+        });
+        return { accessToken: issued.accessToken, expiresOn: new Date(ctx.now() + expiresIn * 1000).toISOString(), claims: issued.claims };
+      });
 
       scope.get("/counters", async () => ctx.counterSnapshot());
       scope.post("/counters/reset", async (request) => {

@@ -172,3 +172,55 @@ function randomOpaque(length: number): string {
   for (const b of bytes) out += OPAQUE_ALPHABET[b % OPAQUE_ALPHABET.length];
   return out;
 }
+
+/**
+ * The partner's own tenant in the emulated cloud: where the partner's analysts sign in. Not a customer
+ * tenant; Crosswatch accepts its users' tokens in sandbox mode.
+ */
+export const SANDBOX_PARTNER_TENANT_ID = "c5a1f00d-7e57-4b1e-9a2d-0c0ffee0a11d";
+/** The app id URI of the Crosswatch API that sandbox user tokens are issued for. */
+export const SANDBOX_CALLER_AUDIENCE = "api://crosswatch";
+
+export interface CallerTokenInput {
+  roles: string[];
+  tenantId: string;
+  audience: string;
+  name: string;
+  oid: string;
+  expiresInSeconds: number;
+  notBeforeInSeconds: number;
+  issuer?: string | undefined;
+  version: 1 | 2;
+  omitClaims: string[];
+}
+
+/**
+ * Signs a delegated (user) access token for the Crosswatch API, as Entra would for a frontend's signed-in
+ * analyst: the app roles assigned to the user in `roles`, `oid`/`sub`, `name`, `preferred_username`, `scp`.
+ * Offsets may be negative (an expired token) to try Crosswatch's refusals.
+ */
+export async function issueCallerToken(ctx: SandboxContext, key: SigningKey, input: CallerTokenInput): Promise<{ accessToken: string; claims: Record<string, unknown> }> {
+  const now = Math.floor(ctx.now() / 1000);
+  const v2 = input.version === 2;
+  const claims: Record<string, unknown> = {
+    aud: input.audience,
+    iss: input.issuer ?? (v2 ? v2Issuer(ctx.baseUrl, input.tenantId) : v1Issuer(input.tenantId)),
+    iat: now,
+    nbf: now + input.notBeforeInSeconds,
+    exp: now + input.expiresInSeconds,
+    azp: "0f2b4c6d-8e10-4c6e-8a1d-5c1e7d2a9b3f",
+    idtyp: "user",
+    name: input.name,
+    oid: input.oid,
+    preferred_username: `${input.name.toLowerCase().replace(/[^a-z0-9]+/g, ".")}@partner.example`,
+    roles: input.roles,
+    scp: "access_as_user",
+    sub: input.oid,
+    tid: input.tenantId,
+    uti: randomOpaque(22),
+    ver: v2 ? "2.0" : "1.0",
+  };
+  for (const claim of input.omitClaims) delete claims[claim];
+  const accessToken = await new SignJWT(claims).setProtectedHeader({ alg: "RS256", typ: "JWT", kid: key.kid }).sign(key.privateKey);
+  return { accessToken, claims };
+}

@@ -4,6 +4,7 @@ import type { GraphQLResolverMap } from "@apollo/subgraph/dist/schema-helper/res
 import { printSchemaWithDirectives } from "@graphql-tools/utils";
 import { parse, printSchema, type GraphQLResolveInfo, type GraphQLSchema } from "graphql";
 import { buildSchema, createResolversMap, type ContainerType } from "type-graphql";
+import { CallersResolver } from "../resolvers/callers.resolver.js";
 import { ConsentResolver } from "../resolvers/consent.resolver.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "../resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
@@ -18,6 +19,7 @@ export const RESOLVERS = [
   TokensResolver,
   IncidentsResolver,
   TenantIncidentsResolver,
+  CallersResolver,
 ] as const;
 
 /**

@@ -40,6 +40,44 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX consent_nonces_expiry_idx ON consent_nonces (expires_at);
     `,
   },
+  {
+    version: 3,
+    name: "api_keys_and_audit",
+    sql: `
+      CREATE TABLE api_keys (
+        id uuid PRIMARY KEY,
+        seq bigserial NOT NULL UNIQUE,
+        prefix text NOT NULL UNIQUE,
+        secret_hash text NOT NULL,
+        name text NOT NULL CHECK (length(name) BETWEEN 1 AND 128),
+        role text NOT NULL CHECK (role IN ('READER', 'RESPONDER', 'ADMIN')),
+        all_tenants boolean NOT NULL DEFAULT false,
+        tenant_ids text[] NOT NULL DEFAULT '{}',
+        tenant_tags text[] NOT NULL DEFAULT '{}',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        created_by text NOT NULL,
+        expires_at timestamptz NULL,
+        revoked_at timestamptz NULL,
+        revoked_by text NULL,
+        last_used_at timestamptz NULL
+      );
+      CREATE TABLE audit_events (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        actor_kind text NOT NULL,
+        actor_id text NOT NULL,
+        actor_name text NOT NULL,
+        action text NOT NULL,
+        tenant_id text NULL,
+        target text NULL,
+        outcome text NOT NULL,
+        detail jsonb NOT NULL DEFAULT '{}',
+        request_id text NULL
+      );
+      CREATE INDEX audit_events_tenant_idx ON audit_events (tenant_id, id DESC);
+      CREATE INDEX audit_events_at_idx ON audit_events (at)
+    `,
+  },
 ];
 
 /** Arbitrary constant naming Crosswatch's migration lock. */

@@ -1,6 +1,8 @@
 import { mkdir } from "node:fs/promises";
 import { migrate } from "./migrations.js";
 import { openPglite, openPostgres, type SqlClient } from "./sql.js";
+import { ApiKeyStore } from "./api-key-store.js";
+import { AuditLog } from "./audit-log.js";
 import { ConsentNonceStore } from "./consent-nonces.js";
 import { TenantStore } from "./tenant-store.js";
 
@@ -16,6 +18,10 @@ export interface Store {
   db: SqlClient;
   tenants: TenantStore;
   consentNonces: ConsentNonceStore;
+  /** Callers' API keys (hashed). */
+  apiKeys: ApiKeyStore;
+  /** Who did what to which tenant, and how it ended. */
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -34,5 +40,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     await db.close();
     throw error;
   }
-  return { db, tenants: new TenantStore(db), consentNonces: new ConsentNonceStore(db), close: () => db.close() };
+  return {
+    db,
+    tenants: new TenantStore(db),
+    consentNonces: new ConsentNonceStore(db),
+    apiKeys: new ApiKeyStore(db),
+    audit: new AuditLog(db),
+    close: () => db.close(),
+  };
 }

@@ -1,4 +1,5 @@
 import { StoreError } from "./errors.js";
+import { toDate } from "./rows.js";
 import type { SqlClient } from "./sql.js";
 
 export const CONSENT_STATES = ["PENDING", "GRANTED", "DENIED", "REVOKED"] as const;
@@ -45,6 +46,11 @@ export interface TenantFilter {
   consentState?: ConsentState[];
   /** Case-insensitive substring of the display name, or a prefix of the id. */
   search?: string;
+  /**
+   * A caller's tenant scope: only tenants whose id is listed or that carry one of the tags (an empty scope
+   * matches nothing). Combined with the other filters by AND.
+   */
+  scope?: { tenantIds: readonly string[]; tenantTags: readonly string[] };
 }
 
 export interface TenantPage {
@@ -111,6 +117,33 @@ function normaliseTags(tags: string[]): string[] {
   return unique;
 }
 
+/** The WHERE clauses and parameters of a tenant filter. */
+function filterClauses(filter: TenantFilter): { where: string[]; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (filter.tags && filter.tags.length > 0) {
+    params.push(normaliseTags(filter.tags));
+    where.push(`tags && $${params.length}::text[]`);
+  }
+  if (filter.consentState && filter.consentState.length > 0) {
+    params.push(filter.consentState);
+    where.push(`consent_state = ANY($${params.length}::text[])`);
+  }
+  if (filter.search && filter.search.trim() !== "") {
+    params.push(`%${escapeLike(filter.search.trim().toLowerCase())}%`);
+    const like = params.length;
+    params.push(`${escapeLike(filter.search.trim().toLowerCase())}%`);
+    where.push(`(lower(display_name) LIKE $${like} OR id::text LIKE $${params.length})`);
+  }
+  if (filter.scope) {
+    params.push(filter.scope.tenantIds.map(normaliseTenantId));
+    const ids = params.length;
+    params.push([...filter.scope.tenantTags]);
+    where.push(`(id = ANY($${ids}::uuid[]) OR tags && $${params.length}::text[])`);
+  }
+  return { where, params };
+}
+
 /**
  * The tenant registry. Every write is one statement or one transaction, so a failed write leaves the
  * stored tenant exactly as it was.
@@ -165,22 +198,7 @@ export class TenantStore {
     if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
       throw new StoreError("INVALID_INPUT", `first must be an integer from 0 to ${MAX_PAGE_SIZE}`, { field: "first" });
     }
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.tags && filter.tags.length > 0) {
-      params.push(normaliseTags(filter.tags));
-      where.push(`tags && $${params.length}::text[]`);
-    }
-    if (filter.consentState && filter.consentState.length > 0) {
-      params.push(filter.consentState);
-      where.push(`consent_state = ANY($${params.length}::text[])`);
-    }
-    if (filter.search && filter.search.trim() !== "") {
-      params.push(`%${escapeLike(filter.search.trim().toLowerCase())}%`);
-      const like = params.length;
-      params.push(`${escapeLike(filter.search.trim().toLowerCase())}%`);
-      where.push(`(lower(display_name) LIKE $${like} OR id::text LIKE $${params.length})`);
-    }
+    const { where, params } = filterClauses(filter);
     const filterSql = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
     const [{ count }] = (await this.db.query<{ count: number | string }>(
       `SELECT count(*)::int AS count FROM tenants ${filterSql}`,
@@ -209,6 +227,16 @@ export class TenantStore {
       hasNextPage: rows.length > first,
       totalCount: Number(count),
     };
+  }
+
+  /** How many tenants match the filter (the same semantics as `list`). */
+  async count(filter: TenantFilter = {}): Promise<number> {
+    const { where, params } = filterClauses(filter);
+    const rows = await this.db.query<{ count: number | string }>(
+      `SELECT count(*)::int AS count FROM tenants ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}`,
+      params,
+    );
+    return Number(rows[0]?.count ?? 0);
   }
 
   async update(id: string, patch: TenantPatch): Promise<TenantRecord> {
@@ -304,11 +332,6 @@ function toRecord(row: TenantRow): TenantRecord {
     createdAt: toDate(row.created_at)!,
     updatedAt: toDate(row.updated_at)!,
   };
-}
-
-function toDate(value: Date | string | null): Date | null {
-  if (value === null) return null;
-  return value instanceof Date ? value : new Date(value);
 }
 
 function escapeLike(text: string): string {

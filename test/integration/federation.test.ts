@@ -123,7 +123,7 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
     assert.match(sdl, /type Incident\s+@key\(fields: "tenantId incidentId"\)/);
   });
 
-  it("resolves Tenant entities through the request's tenant loader: one registry batch, unknown keys null", async () => {
+  it("resolves Tenant entities through the request's tenant loader: one registry batch, unknown tenants TENANT_FORBIDDEN, malformed keys null", async () => {
     const representations = [
       ...tenantIds.map((id) => ({ __typename: "Tenant", id: id.toUpperCase() })),
       { __typename: "Tenant", id: "00000000-0000-4000-8000-000000000000" },
@@ -135,7 +135,11 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
       "query($r: [_Any!]!) { _entities(representations: $r) { ... on Tenant { id displayName consentState } } }",
       { r: representations },
     );
-    assert.equal(body.errors, undefined);
+    // An unknown tenant gets the answer a tenant outside the caller's scope gets, for that entity only.
+    assert.deepEqual(
+      body.errors?.map((e) => [e.path, e.extensions?.code]),
+      [[["_entities", tenantIds.length], "TENANT_FORBIDDEN"]],
+    );
     assert.deepEqual(
       body.data._entities.map((e: { id: string } | null) => e?.id ?? null),
       [...tenantIds, null, null],
@@ -145,7 +149,7 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
     assert.equal(registryBatches[0]!.length, 4);
   });
 
-  it("resolves Incident entities through the request's incidents loader; unknown keys null", async () => {
+  it("resolves Incident entities through the request's incidents loader; unknown incidents null, unknown tenants TENANT_FORBIDDEN", async () => {
     const tenant = runtime.sandbox!.tenants[0]!;
     const [first, second] = runtime.sandbox!.incidents.forTenant(tenant.id);
     const representations = [
@@ -160,7 +164,7 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
       "query($r: [_Any!]!) { _entities(representations: $r) { ... on Incident { tenantId incidentId incidentName } } }",
       { r: representations },
     );
-    assert.equal(body.errors, undefined);
+    assert.deepEqual(body.errors?.map((e) => [e.path, e.extensions?.code]), [[["_entities", 3], "TENANT_FORBIDDEN"]]);
     const entities = body.data._entities;
     assert.equal(entities[0].incidentId, String(first!.incidentId));
     assert.equal(entities[0].incidentName, first!.incidentName);

@@ -240,12 +240,11 @@ for (const backend of ["defender", "graph"] as const) {
       assert.equal((await gql(`{ incident(tenantId: "${contoso.id}", incidentId: "999999999") { status } }`)).body.data.incident, null);
     });
 
-    it("refuses out-of-range pages, forged cursors and unknown tenants with BAD_USER_INPUT", async () => {
+    it("refuses out-of-range pages, forged cursors and malformed tenant ids with BAD_USER_INPUT; unknown tenants are that tenant's TENANT_FORBIDDEN", async () => {
       for (const variables of [
         { first: 501 },
         { first: -1 },
         { first: 10, after: "not-a-cursor" },
-        { first: 10, tenantIds: ["00000000-0000-4000-8000-000000000001"] },
         { first: 10, tenantIds: ["contoso"] },
       ]) {
         const result = await gql(PAGE, variables);
@@ -255,6 +254,15 @@ for (const backend of ["defender", "graph"] as const) {
       const cursor = bySeverity.body.data.incidents.pageInfo.endCursor;
       const mixed = await gql(PAGE, { first: 1, after: cursor });
       assert.equal(mixed.body.errors?.[0]?.extensions?.code, "BAD_USER_INPUT", "a cursor of another order is refused");
+      const unknown = "00000000-0000-4000-8000-000000000001";
+      const partly = await gql(PAGE, { first: 5, tenantIds: [named("Contoso Ltd").id, unknown] });
+      assert.equal(partly.body.errors, undefined);
+      const outcomes = partly.body.data.incidents.tenantOutcomes;
+      assert.deepEqual(outcomes.map((o: any) => [o.tenantId, o.ok, o.error?.code ?? null]), [
+        [named("Contoso Ltd").id, true, null],
+        [unknown, false, "TENANT_FORBIDDEN"],
+      ]);
+      assert.equal(partly.body.data.incidents.edges.length, 5, "the known tenant's incidents still arrive");
     });
   });
 }

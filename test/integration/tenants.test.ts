@@ -91,14 +91,17 @@ describe("tenant registry and consent over GraphQL", () => {
     assert.equal(badTag.body.errors?.[0]?.extensions?.code, "BAD_USER_INPUT");
     const kept = await gql(`{ tenant(id: "${NEW_TENANT}") { displayName tags } }`);
     assert.deepEqual(kept.body.data.tenant, { displayName: "Margie's Travel", tags: ["smb"] });
+    // Unknown tenants get the answer out-of-scope ones get, so a scoped caller learns nothing from it.
     const unknown = await gql(`mutation { updateTenant(id: "00000000-0000-4000-8000-000000000000", input: { displayName: "x" }) { id } }`);
-    assert.equal(unknown.body.errors?.[0]?.extensions?.code, "NOT_FOUND");
+    assert.equal(unknown.body.errors?.[0]?.extensions?.code, "TENANT_FORBIDDEN");
 
     const removed = await gql(`mutation { removeTenant(id: "${NEW_TENANT}") }`);
     assert.equal(removed.body.data.removeTenant, true);
-    assert.equal((await gql(`{ tenant(id: "${NEW_TENANT}") { id } }`)).body.data.tenant, null);
+    const gone = await gql(`{ tenant(id: "${NEW_TENANT}") { id } }`);
+    assert.equal(gone.body.data.tenant, null);
+    assert.equal(gone.body.errors?.[0]?.extensions?.code, "TENANT_FORBIDDEN");
     const again = await gql(`mutation { removeTenant(id: "${NEW_TENANT}") }`);
-    assert.equal(again.body.errors?.[0]?.extensions?.code, "NOT_FOUND");
+    assert.equal(again.body.errors?.[0]?.extensions?.code, "TENANT_FORBIDDEN");
   });
 
   it("refuses a forged cursor with BAD_USER_INPUT", async () => {

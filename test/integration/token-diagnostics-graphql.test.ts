@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createApp, type App } from "../../src/app.js";
 import { loadConfig } from "../../src/config.js";
+import { openStore, type Store } from "../../src/store/store.js";
 import { createClientCertificate } from "../../src/sandbox/certs.js";
 import type { SandboxTenant } from "../../src/sandbox/tenants.js";
 import { postGraphQL } from "../helpers/graphql.js";
@@ -30,7 +31,11 @@ for (const credentialKind of ["secret", "certificate"] as const) {
     let url: string;
     let dir: string;
     let tenants: SandboxTenant[];
+    let store: Store;
+    let adminKey: string;
     const logs = captureLogger("debug");
+    const gql = (query: string, variables?: Record<string, unknown>) =>
+      postGraphQL(url, query, variables, { authorization: `Bearer ${adminKey}` });
     const named = (name: string) => tenants.find((x) => x.displayName === name)!;
 
     before(async () => {
@@ -56,18 +61,24 @@ for (const credentialKind of ["secret", "certificate"] as const) {
       }
       const config = loadConfig(env);
       config.upstream.trustedCaPem = [t.sandbox.caCertPem];
-      app = await createApp(config, { logger: logs.logger });
+      // Production mode refuses to start without caller authentication: give it an admin key.
+      store = await openStore({});
+      adminKey = (
+        await store.apiKeys.create({ name: "admin", role: "ADMIN", scope: { allTenants: true, tenantIds: [], tenantTags: [] }, createdBy: "test" })
+      ).key;
+      app = await createApp(config, { logger: logs.logger, store });
       url = await app.listen();
     });
     after(async () => {
       await app.close();
+      await store.close();
       await t.close();
       await rm(dir, { recursive: true, force: true });
     });
 
     it("explains a healthy tenant's token: tid, roles, audience, expiry", async () => {
       const contoso = named("Contoso Ltd");
-      const result = await postGraphQL(url, DIAGNOSTICS, { ids: [contoso.id] });
+      const result = await gql(DIAGNOSTICS, { ids: [contoso.id] });
       assert.equal(result.body.errors, undefined);
       const [d] = result.body.data.tokenDiagnostics;
       assert.equal(d.tenantId, contoso.id);
@@ -91,7 +102,7 @@ for (const credentialKind of ["secret", "certificate"] as const) {
 
     it("says CONSENT_REQUIRED with a working consent link for the unconsented tenant", async () => {
       const alpine = named("Alpine Ski House");
-      const [d] = (await postGraphQL(url, DIAGNOSTICS, { ids: [alpine.id] })).body.data.tokenDiagnostics;
+      const [d] = (await gql(DIAGNOSTICS, { ids: [alpine.id] })).body.data.tokenDiagnostics;
       assert.equal(d.ok, false);
       assert.equal(d.error.code, "CONSENT_REQUIRED");
       assert.match(d.error.hint, /consent/i);
@@ -104,7 +115,7 @@ for (const credentialKind of ["secret", "certificate"] as const) {
 
     it("shows missingRoles for the tenant consented without the incident role", async () => {
       const coho = named("Coho Winery");
-      const [d] = (await postGraphQL(url, DIAGNOSTICS, { ids: [coho.id] })).body.data.tokenDiagnostics;
+      const [d] = (await gql(DIAGNOSTICS, { ids: [coho.id] })).body.data.tokenDiagnostics;
       assert.equal(d.ok, false);
       assert.equal(d.tid, coho.id);
       assert.deepEqual(d.roles, ["AdvancedHunting.Read.All"]);
@@ -115,14 +126,13 @@ for (const credentialKind of ["secret", "certificate"] as const) {
 
     it("uses the Graph backend for the Graph-only tenant, and names the missing Defender principal otherwise", async () => {
       const proseware = named("Proseware, Inc.");
-      const viaDefender = await postGraphQL(
-        url,
+      const viaDefender = await gql(
         `query($ids: [ID!]!) { tokenDiagnostics(tenantIds: $ids, backend: DEFENDER) { ok error { code } } }`,
         { ids: [proseware.id] },
       );
+      assert.equal(viaDefender.body.errors, undefined, JSON.stringify(viaDefender.body.errors));
       assert.equal(viaDefender.body.data.tokenDiagnostics[0].error.code, "RESOURCE_NOT_PROVISIONED");
-      const viaGraph = await postGraphQL(
-        url,
+      const viaGraph = await gql(
         `query($ids: [ID!]!) { tokenDiagnostics(tenantIds: $ids, backend: GRAPH) { ok audience roles } }`,
         { ids: [proseware.id] },
       );
@@ -134,9 +144,9 @@ for (const credentialKind of ["secret", "certificate"] as const) {
     });
 
     it("gives an unknown tenant TENANT_NOT_FOUND and a malformed id BAD_USER_INPUT", async () => {
-      const unknown = await postGraphQL(url, DIAGNOSTICS, { ids: ["0a0a0a0a-0000-4000-8000-000000000000"] });
+      const unknown = await gql(DIAGNOSTICS, { ids: ["0a0a0a0a-0000-4000-8000-000000000000"] });
       assert.equal(unknown.body.data.tokenDiagnostics[0].error.code, "TENANT_NOT_FOUND");
-      const malformed = await postGraphQL(url, DIAGNOSTICS, { ids: ["contoso.onmicrosoft.com"] });
+      const malformed = await gql(DIAGNOSTICS, { ids: ["contoso.onmicrosoft.com"] });
       assert.equal(malformed.body.errors?.[0]?.extensions?.code, "BAD_USER_INPUT");
     });
 
@@ -147,7 +157,7 @@ for (const credentialKind of ["secret", "certificate"] as const) {
       t.sandbox.context.resetCounters();
       const ids = twenty.map((x) => x.id);
       const results = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => postGraphQL(url, DIAGNOSTICS, { ids: [...ids.slice(i % 20), ...ids.slice(0, i % 20)] })),
+        Array.from({ length: 50 }, (_, i) => gql(DIAGNOSTICS, { ids: [...ids.slice(i % 20), ...ids.slice(0, i % 20)] })),
       );
       for (const r of results) {
         assert.equal(r.body.errors, undefined);
@@ -157,19 +167,30 @@ for (const credentialKind of ["secret", "certificate"] as const) {
       assert.equal(counters.byEndpoint.token, 20);
       for (const id of ids) assert.equal(counters.byTenant[id]?.token, 1, id);
 
-      const again = await postGraphQL(url, DIAGNOSTICS, { ids });
+      const again = await gql(DIAGNOSTICS, { ids });
       assert.ok(again.body.data.tokenDiagnostics.every((d: { fromCache: boolean }) => d.fromCache));
       assert.equal(t.sandbox.context.counterSnapshot().byEndpoint.token, 20);
     });
 
     it("answers Tenant.token for registered tenants", async () => {
       const contoso = named("Contoso Ltd");
-      const registered = await postGraphQL(url, `mutation { registerTenant(input: { id: "${contoso.id}", displayName: "Contoso" }) { token { ok tid roles } } }`);
+      const registered = await gql(`mutation { registerTenant(input: { id: "${contoso.id}", displayName: "Contoso" }) { token { ok tid roles } } }`);
       assert.deepEqual(registered.body.data.registerTenant.token, { ok: true, tid: contoso.id, roles: ["Incident.ReadWrite.All"] });
     });
 
+    it("runs closed and terse as in production: credentials required, no introspection, no field suggestions", async () => {
+      const open = await postGraphQL(url, "{ tenants { totalCount } }");
+      assert.equal(open.status, 401);
+      assert.equal(open.body.errors?.[0]?.extensions?.code, "UNAUTHENTICATED");
+      const introspection = await gql("{ __schema { types { name } } }");
+      assert.equal(introspection.body.errors?.[0]?.extensions?.code, "GRAPHQL_VALIDATION_FAILED");
+      const typo = await gql("{ tenantz { totalCount } }");
+      assert.equal(typo.body.errors?.[0]?.extensions?.code, "GRAPHQL_VALIDATION_FAILED");
+      assert.doesNotMatch(typo.text, /Did you mean/);
+    });
+
     it("never puts a token or the app's secret in a response or a log line", async () => {
-      const everything = await postGraphQL(url, DIAGNOSTICS, { ids: tenants.map((x) => x.id) });
+      const everything = await gql(DIAGNOSTICS, { ids: tenants.map((x) => x.id) });
       const issued = await t.sandbox.mintAccessToken({ tenantId: named("Contoso Ltd").id, resource: "defender" });
       // Any RS256 JWT (an access token); consent links legitimately carry an HS256 state.
       const tokenShape = /eyJhbGciOiJSUzI1NiIs[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\./;
@@ -179,6 +200,7 @@ for (const credentialKind of ["secret", "certificate"] as const) {
       assert.ok(logs.lines.length > 0);
       for (const line of logs.lines) {
         assert.doesNotMatch(line, tokenShape, line);
+        assert.ok(!line.includes(adminKey.slice(17)), line);
         assert.ok(!line.includes(t.sandbox.clientSecret), line);
         assert.ok(!line.includes(issued.slice(-40)), line);
         assert.ok(!line.includes("PRIVATE KEY"), line);

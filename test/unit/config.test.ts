@@ -78,4 +78,58 @@ describe("loadConfig", () => {
       });
     }
   });
+
+  describe("caller authentication and limits", () => {
+    const PARTNER = "11112222-3333-4444-5555-666677778888";
+
+    it("runs the sandbox open and production closed by default; production may not be opened", () => {
+      assert.equal(loadConfig({}).auth.anonymous, true);
+      assert.equal(loadConfig({ AUTH_ANONYMOUS: "false" }).auth.anonymous, false);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).auth.anonymous, false);
+      assert.throws(
+        () => loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x", AUTH_ANONYMOUS: "true" }),
+        (error: unknown) => error instanceof ConfigError && /AUTH_ANONYMOUS/.test(error.message),
+      );
+      assert.throws(() => loadConfig({ AUTH_ANONYMOUS: "maybe" }), ConfigError);
+    });
+
+    it("reads Entra caller settings with the default role map, and a custom one", () => {
+      const config = loadConfig({ AUTH_ENTRA_AUDIENCE: "api://crosswatch, 0000aaaa-1111-bbbb-2222-cccc3333dddd", AUTH_ENTRA_TENANTS: PARTNER.toUpperCase() });
+      assert.deepEqual(config.auth.entra?.audiences, ["api://crosswatch", "0000aaaa-1111-bbbb-2222-cccc3333dddd"]);
+      assert.deepEqual(config.auth.entra?.tenants, [PARTNER]);
+      assert.equal(config.auth.entra?.roleMap["Crosswatch.Admin"]?.role, "ADMIN");
+      assert.equal(config.auth.entra?.clockToleranceSeconds, 30);
+      const custom = loadConfig({
+        AUTH_ENTRA_AUDIENCE: "api://crosswatch",
+        AUTH_ENTRA_TENANTS: PARTNER,
+        AUTH_ENTRA_ROLE_MAP: JSON.stringify({ "EU.Analysts": { role: "READER", tenantTags: ["eu"] } }),
+      });
+      assert.deepEqual(custom.auth.entra?.roleMap, {
+        "EU.Analysts": { role: "READER", scope: { allTenants: false, tenantIds: [], tenantTags: ["eu"] } },
+      });
+    });
+
+    it("refuses incomplete or unsafe Entra caller settings, naming the variable", () => {
+      const refuses = (env: Record<string, string>, pattern: RegExp) =>
+        assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && pattern.test(error.message));
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://crosswatch" }, /AUTH_ENTRA_TENANTS/);
+      refuses({ AUTH_ENTRA_TENANTS: PARTNER }, /AUTH_ENTRA_AUDIENCE/);
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://x", AUTH_ENTRA_TENANTS: "contoso.com" }, /AUTH_ENTRA_TENANTS/);
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://x", AUTH_ENTRA_TENANTS: PARTNER, AUTH_ENTRA_CLOCK_TOLERANCE_SECONDS: "300" }, /AUTH_ENTRA_CLOCK_TOLERANCE_SECONDS/);
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://x", AUTH_ENTRA_TENANTS: PARTNER, AUTH_ENTRA_ROLE_MAP: "{not json" }, /AUTH_ENTRA_ROLE_MAP/);
+      // A grant must say which tenants it covers: no silent "everything".
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://x", AUTH_ENTRA_TENANTS: PARTNER, AUTH_ENTRA_ROLE_MAP: '{"R": {"role": "ADMIN"}}' }, /AUTH_ENTRA_ROLE_MAP/);
+      refuses({ AUTH_ENTRA_AUDIENCE: "api://x", AUTH_ENTRA_TENANTS: PARTNER, AUTH_ENTRA_ROLE_MAP: '{"R": {"role": "ROOT", "allTenants": true}}' }, /AUTH_ENTRA_ROLE_MAP/);
+    });
+
+    it("turns introspection off in production unless asked, and reads the query limits", () => {
+      assert.equal(loadConfig({}).limits.introspection, true);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).limits.introspection, false);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x", INTROSPECTION: "true" }).limits.introspection, true);
+      const limits = loadConfig({ LIMIT_MAX_DEPTH: "9", LIMIT_MAX_COST: "1234" }).limits;
+      assert.equal(limits.maxDepth, 9);
+      assert.equal(limits.maxCost, 1234);
+      assert.throws(() => loadConfig({ LIMIT_MAX_DEPTH: "0" }), ConfigError);
+    });
+  });
 });

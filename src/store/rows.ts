@@ -1,0 +1,35 @@
+import { StoreError } from "./errors.js";
+
+/** A timestamp column as a Date (PGlite and pg hand them back differently). */
+export function toDate(value: Date | string | null): Date | null {
+  if (value === null) return null;
+  return value instanceof Date ? value : new Date(value);
+}
+
+/**
+ * Opaque keyset cursors over a `bigserial` sequence column, newest first: `after` means "older than".
+ * The kind tag keeps a cursor of one listing from being accepted by another.
+ */
+export function encodeSeqCursor(kind: string, seq: string | number): string {
+  return Buffer.from(JSON.stringify([kind, String(seq)])).toString("base64url");
+}
+
+export function decodeSeqCursor(kind: string, cursor: string): string {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (Array.isArray(value) && value.length === 2 && value[0] === kind && typeof value[1] === "string" && /^\d{1,19}$/.test(value[1])) {
+      return value[1];
+    }
+  } catch {
+    // fall through
+  }
+  throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
+}
+
+/** Validates a page size. */
+export function pageSize(first: number, max: number): number {
+  if (!Number.isInteger(first) || first < 1 || first > max) {
+    throw new StoreError("INVALID_INPUT", `first must be an integer from 1 to ${max}`, { field: "first" });
+  }
+  return first;
+}

@@ -169,6 +169,17 @@ describe("tenant registry and consent over GraphQL", () => {
     const replay = await request(`${runtime.url}/consent/callback${callback.search}`);
     assert.equal(replay.statusCode, 400);
     assert.match(await replay.body.text(), /already used/);
+
+    // Both answers are in the audit log: the grant with what the token showed, the replay refused.
+    const audit = await gql(`{ auditEvents(filter: { tenantId: "${alpine.id}" }) { edges { node { action actorId outcome detail } } } }`);
+    assert.deepEqual(
+      audit.body.data.auditEvents.edges.map((e: any) => [e.node.action, e.node.actorId, e.node.outcome]),
+      [
+        ["consent.rejected", "consent-callback", "STATE_REPLAYED"],
+        ["consent.granted", "consent-callback", "SUCCESS"],
+      ],
+    );
+    assert.deepEqual(JSON.parse(audit.body.data.auditEvents.edges[1].node.detail), { verified: true, roles: ["Incident.ReadWrite.All"], missingRoles: [] });
   });
 
   it("records a declined consent as DENIED", async () => {
@@ -185,6 +196,8 @@ describe("tenant registry and consent over GraphQL", () => {
     const after = await gql(`{ tenant(id: "${trey.id}") { consentState consentError } }`);
     assert.equal(after.body.data.tenant.consentState, "DENIED");
     assert.match(after.body.data.tenant.consentError, /^consent_required: AADSTS65004/);
+    const audit = await gql(`{ auditEvents(filter: { tenantId: "${trey.id}", action: "consent.denied" }) { edges { node { outcome detail } } } }`);
+    assert.deepEqual(audit.body.data.auditEvents.edges.map((e: any) => [e.node.outcome, JSON.parse(e.node.detail)]), [["SUCCESS", { error: "consent_required" }]]);
   });
 
   it("refuses forged, tampered and cross-tenant states and changes nothing", async () => {

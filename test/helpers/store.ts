@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { StoreError } from "../../src/store/errors.js";
 import { openStore, type Store } from "../../src/store/store.js";
 
 export interface TestStoreEngine {
@@ -66,5 +68,15 @@ function postgresEngine(baseUrl: string): TestStoreEngine {
       await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.end();
     },
+  };
+}
+
+/** An `assert.rejects` check: a StoreError with this code (and field, when given). */
+export function isStoreError(code: string, field?: string) {
+  return (error: unknown) => {
+    assert.ok(error instanceof StoreError, `expected StoreError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    if (field) assert.equal(error.details.field, field);
+    return true;
   };
 }

@@ -1,19 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { StoreError } from "../../../src/store/errors.js";
 import type { Store } from "../../../src/store/store.js";
-import { storeEngines } from "../../helpers/store.js";
+import { isStoreError, storeEngines } from "../../helpers/store.js";
 
 const ID = (n: number) => `${String(n).padStart(8, "0")}-aaaa-4bbb-8ccc-dddddddddddd`;
-
-function isStoreError(code: string, field?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof StoreError, `expected StoreError, got ${String(error)}`);
-    assert.equal(error.code, code);
-    if (field) assert.equal(error.details.field, field);
-    return true;
-  };
-}
 
 for (const engine of storeEngines()) {
   describe(`tenant store on ${engine.name}`, () => {

@@ -25,6 +25,8 @@ import { registerGraphiQL } from "./http/graphiql.js";
 import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createQueryLimits } from "./http/limits.js";
+import { createMetrics, type Metrics } from "./http/metrics.js";
+import { operationLogPlugin } from "./http/operation-log.js";
 import { createLogger } from "./logger.js";
 import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
 import { CallersResolver } from "./resolvers/callers.resolver.js";
@@ -81,7 +83,10 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
   });
   const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, logger });
+  // Bound once metrics exist (they read the clients' budget); attempts before that are not counted.
+  let metrics: Metrics | undefined;
   const clients = createIncidentsClients({
+    observe: (attempt) => metrics?.observeUpstream(attempt),
     dispatcher,
     tokenProvider,
     defenderApiBase: config.upstream.defenderApiBase,
@@ -94,6 +99,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     freshnessMs: config.incidents.freshnessSeconds * 1000,
     logger,
   });
+  metrics = createMetrics({ tokenProvider, incidents, budget: clients.budget });
+  const appMetrics = metrics;
   const store =
     deps.store ??
     (await openStore({
@@ -212,6 +219,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     parseOptions: queryLimits.parseOptions,
     validationRules: queryLimits.validationRules,
     plugins: [
+      appMetrics.plugin(),
+      operationLogPlugin(),
       queryLimits.plugin,
       fastifyApolloDrainPlugin(fastify),
       // Apollo's default landing page loads from a CDN; the offline GraphiQL page replaces it.
@@ -222,6 +231,16 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   await apollo.start();
 
   fastify.get("/healthz", async () => ({ status: "ok", mode: config.mode, version: VERSION }));
+  // Ready when the store answers: a load balancer stops sending requests to a replica that cannot serve them.
+  fastify.get("/readyz", async (_request, reply) => {
+    const checks = { store: await store.db.ping().catch(() => false) };
+    const ready = Object.values(checks).every(Boolean);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+  });
+  fastify.get("/metrics", async (_request, reply) => {
+    reply.header("content-type", appMetrics.registry.contentType);
+    return appMetrics.registry.metrics();
+  });
   registerConsentCallback(fastify, {
     links,
     nonces: store.consentNonces,
@@ -258,7 +277,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
         requestId: request.id,
         logger: logger.child({ requestId: request.id, caller: `${caller.kind}:${caller.id}` }),
         caller,
-        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, { signal, deadline }),
+        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, {
+          signal,
+          deadline,
+          onTenantLoads: (results) => appMetrics.observeTenantLoads(results),
+        }),
         operation: { signal, deadline },
         audit: (record) => audit(caller, request.id, record),
       };

@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import type { TokenProvider } from "../auth/token-provider.js";
 import { DefenderIncidentsClient } from "./defender-client.js";
 import { GraphIncidentsClient } from "./graph-client.js";
-import type { RetryPolicy, UpstreamTimeouts } from "./http.js";
+import type { RetryPolicy, UpstreamObserver, UpstreamTimeouts } from "./http.js";
 import { InProcessRateBudget, type InProcessRateBudgetOptions, type RateBudget } from "./rate-budget.js";
 
 export interface IncidentsClientsOptions {
@@ -19,6 +19,8 @@ export interface IncidentsClientsOptions {
   budgets?: RateBudget | InProcessRateBudgetOptions;
   timeouts?: Partial<UpstreamTimeouts>;
   retry?: Partial<RetryPolicy>;
+  /** Told of every attempt sent upstream (metrics). */
+  observe?: UpstreamObserver;
 }
 
 export interface IncidentsClients {
@@ -38,6 +40,7 @@ export function createIncidentsClients(options: IncidentsClientsOptions): Incide
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.timeouts ? { timeouts: options.timeouts } : {}),
     ...(options.retry ? { retry: options.retry } : {}),
+    ...(options.observe ? { observe: options.observe } : {}),
   };
   return {
     defender: new DefenderIncidentsClient({ ...common, baseUrl: options.defenderApiBase }),

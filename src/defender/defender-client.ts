@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import type { TokenProvider } from "../auth/token-provider.js";
 import { UpstreamError, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "./backend-client.js";
 import { mapDefenderIncident, mapDefenderIncidentPage, toDefenderPatchBody } from "./defender-mapper.js";
-import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamTimeouts } from "./http.js";
+import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamObserver, type UpstreamTimeouts } from "./http.js";
 import type { Incident, IncidentPatch } from "./incident.js";
 import { badListing, mapAnswer, patchProblem } from "./mapping.js";
 import { InProcessRateBudget, type RateBudget } from "./rate-budget.js";
@@ -21,6 +21,7 @@ export interface DefenderIncidentsClientOptions {
   timeouts?: Partial<UpstreamTimeouts>;
   retry?: Partial<RetryPolicy>;
   logger?: Logger;
+  observe?: UpstreamObserver;
   /** `$top`, 1–100. Default 100. */
   pageSize?: number;
   /** A list stops with UPSTREAM_BAD_RESPONSE past this many pages (a server that never ends). Default 200. */
@@ -61,6 +62,7 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
       ...(options.timeouts ? { timeouts: options.timeouts } : {}),
       ...(options.retry ? { retry: options.retry } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.observe ? { observe: options.observe } : {}),
       ...(options.maxResponseBytes !== undefined ? { maxResponseBytes: options.maxResponseBytes } : {}),
     });
   }

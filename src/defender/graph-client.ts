@@ -3,7 +3,7 @@ import type { Dispatcher } from "undici";
 import type { TokenProvider } from "../auth/token-provider.js";
 import { UpstreamError, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "./backend-client.js";
 import { mapGraphIncident, mapGraphIncidentPage, toGraphPatchRequests } from "./graph-mapper.js";
-import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamTimeouts } from "./http.js";
+import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type UpstreamObserver, type UpstreamTimeouts } from "./http.js";
 import type { Incident, IncidentPatch } from "./incident.js";
 import { badListing, mapAnswer, patchProblem } from "./mapping.js";
 import { InProcessRateBudget, type RateBudget } from "./rate-budget.js";
@@ -26,6 +26,7 @@ export interface GraphIncidentsClientOptions {
   timeouts?: Partial<UpstreamTimeouts>;
   retry?: Partial<RetryPolicy>;
   logger?: Logger;
+  observe?: UpstreamObserver;
   /** `$top`, 1–50. Default 50. */
   pageSize?: number;
   /** Default 400 (20,000 incidents). */
@@ -68,6 +69,7 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
       ...(options.timeouts ? { timeouts: options.timeouts } : {}),
       ...(options.retry ? { retry: options.retry } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.observe ? { observe: options.observe } : {}),
       ...(options.maxResponseBytes !== undefined ? { maxResponseBytes: options.maxResponseBytes } : {}),
     });
   }

@@ -81,11 +81,23 @@ export interface IncidentsHttpOptions {
   retry?: Partial<RetryPolicy>;
   maxResponseBytes?: number;
   logger?: Logger;
+  /** Told of every attempt sent upstream (metrics). Must not throw. */
+  observe?: UpstreamObserver;
   /** Clock, epoch ms. */
   now?: () => number;
   /** Uniform [0, 1) for back-off jitter. */
   random?: () => number;
 }
+
+/** One attempt sent upstream: what metrics count. `status` is the HTTP status, or 0 when none came. */
+export interface UpstreamAttempt {
+  tenantId: string;
+  backend: IncidentsBackendName;
+  operation: string;
+  status: number;
+  durationMs: number;
+}
+export type UpstreamObserver = (attempt: UpstreamAttempt) => void;
 
 /** One logical call. */
 export interface UpstreamCall {
@@ -164,6 +176,7 @@ export class IncidentsHttp {
   private readonly logger: Logger | undefined;
   readonly now: () => number;
   private readonly random: () => number;
+  private readonly observe: UpstreamObserver | undefined;
 
   constructor(options: IncidentsHttpOptions) {
     this.backend = options.backend;
@@ -177,6 +190,7 @@ export class IncidentsHttp {
     this.logger = options.logger?.child({ component: "incidents-http", backend: options.backend });
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
+    this.observe = options.observe;
   }
 
   /**
@@ -197,11 +211,19 @@ export class IncidentsHttp {
       const permit = await this.acquire(call);
       attempts++;
       let outcome: Outcome;
+      const sentAt = this.now();
       try {
         outcome = await this.attempt(call, token);
       } finally {
         permit.release();
       }
+      this.observe?.({
+        tenantId: call.tenantId,
+        backend: this.backend,
+        operation: call.operation,
+        status: outcome.kind === "ok" ? outcome.status : outcome.kind === "throttled" ? 429 : (outcome.error.details.status ?? 0),
+        durationMs: this.now() - sentAt,
+      });
 
       switch (outcome.kind) {
         case "ok":

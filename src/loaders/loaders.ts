@@ -25,8 +25,10 @@ export type DiagnosisResult = TokenDiagnosis | { tenantId: string; backend: Toke
 export function createLoaders(
   services: LoaderServices,
   caller: Caller,
-  options: { signal?: AbortSignal; deadline?: number } = {},
+  options: { signal?: AbortSignal; deadline?: number; onTenantLoads?: (results: readonly TenantIncidents[]) => void } = {},
 ) {
+  /** Tenants whose incidents or token this request asked for (the operation log's tenant count). */
+  const tenantsTouched = new Set<string>();
   /** Registry records as stored, whoever may see them: only for the scope checks below. */
   const records = new DataLoader<string, TenantRecord | undefined>(async (ids) => {
     const found = await services.tenants.getMany(ids);
@@ -43,6 +45,7 @@ export function createLoaders(
   const token = createTokenLoader(services.tokenProvider, options);
 
   return {
+    tenantsTouched,
     /**
      * A tenant's incidents by `${tenantId}|${backend}`: `incidents(tenantIds:)` and `tenants { incidents }` in
      * one operation share one load (and so at most one upstream refresh) per tenant. A tenant outside the
@@ -60,7 +63,9 @@ export function createLoaders(
         }),
       );
       const allowed = parsed.filter((_, i) => visible[i]);
+      for (const { tenantId } of allowed) tenantsTouched.add(tenantId);
       const loaded = allowed.length > 0 ? await services.incidents.loadTenants(allowed, options) : [];
+      options.onTenantLoads?.(loaded);
       let next = 0;
       return parsed.map(({ tenantId }, i): TenantIncidents => {
         if (visible[i]) return loaded[next++]!;
@@ -94,6 +99,7 @@ export function createLoaders(
         keys.map(async (key): Promise<DiagnosisResult> => {
           const [tenantId, backend] = key.split("|") as [string, TokenResource];
           if (!(await mayRead(tenantId))) return { tenantId: tenantId.toLowerCase(), backend, forbidden: true };
+          tenantsTouched.add(tenantId.toLowerCase());
           return diagnoseToken(services.tokenProvider, tenantId, backend, options.signal ? { signal: options.signal } : {});
         }),
       ),

@@ -26,6 +26,7 @@ import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createQueryLimits } from "./http/limits.js";
 import { createMetrics, type Metrics } from "./http/metrics.js";
+import { connectRedis, RedisIncidentCache, RedisRateBudget, RedisRefreshCoordinator } from "./shared/redis-state.js";
 import { operationLogPlugin } from "./http/operation-log.js";
 import { createLogger } from "./logger.js";
 import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
@@ -83,10 +84,13 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
   });
   const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, logger });
+  // With Redis, replicas share the per-tenant rate windows, the refresh locks and the incident cache.
+  const redis = config.store.redisUrl ? await connectRedis(config.store.redisUrl, logger) : undefined;
   // Bound once metrics exist (they read the clients' budget); attempts before that are not counted.
   let metrics: Metrics | undefined;
   const clients = createIncidentsClients({
     observe: (attempt) => metrics?.observeUpstream(attempt),
+    ...(redis ? { budgets: new RedisRateBudget(redis, { prefix: config.store.redisPrefix }) } : {}),
     dispatcher,
     tokenProvider,
     defenderApiBase: config.upstream.defenderApiBase,
@@ -95,7 +99,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   });
   const incidents = createIncidentService({
     clients,
-    cache: new MemoryIncidentCache(),
+    cache: redis ? new RedisIncidentCache(redis, { prefix: config.store.redisPrefix }) : new MemoryIncidentCache(),
+    ...(redis ? { coordinator: new RedisRefreshCoordinator(redis, { prefix: config.store.redisPrefix }) } : {}),
     freshnessMs: config.incidents.freshnessSeconds * 1000,
     logger,
   });
@@ -118,6 +123,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   if (config.mode === "azure" && !config.auth.entra && (await store.apiKeys.countActive()) === 0) {
     if (ownsStore) await store.close();
     await dispatcher.close();
+    redis?.disconnect();
     throw new ConfigError([
       "no caller authentication: Crosswatch holds the credential for every customer tenant and will not serve it openly. " +
         "Create an API key (npm run keys -- create --name admin --role ADMIN --all-tenants) or set AUTH_ENTRA_AUDIENCE and AUTH_ENTRA_TENANTS",
@@ -233,7 +239,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   fastify.get("/healthz", async () => ({ status: "ok", mode: config.mode, version: VERSION }));
   // Ready when the store answers: a load balancer stops sending requests to a replica that cannot serve them.
   fastify.get("/readyz", async (_request, reply) => {
-    const checks = { store: await store.db.ping().catch(() => false) };
+    const checks: Record<string, boolean> = { store: await store.db.ping().catch(() => false) };
+    if (redis) checks.redis = await redis.ping().then((pong) => pong === "PONG", () => false);
     const ready = Object.values(checks).every(Boolean);
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
@@ -312,6 +319,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       await apollo.stop();
       await dispatcher.close();
       if (ownsStore) await store.close();
+      await redis?.quit().catch(() => redis.disconnect());
     },
   };
 }

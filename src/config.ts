@@ -90,6 +90,11 @@ const envSchema = z.object({
     z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// connection string").optional(),
   ),
   DATA_DIR: z.preprocess(emptyAsUndefined, z.string().default("./data")),
+  REDIS_PREFIX: z.preprocess(emptyAsUndefined, z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, _ . - (1 to 64)").default("cw")),
+  REDIS_URL: z.preprocess(
+    emptyAsUndefined,
+    z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL").optional(),
+  ),
   PUBLIC_URL: z.preprocess(
     emptyAsUndefined,
     z.url({ protocol: /^https?$/, error: "must be the http(s) URL browsers reach Crosswatch at" }).optional(),
@@ -147,6 +152,10 @@ export interface Config {
     /** PostgreSQL when set; otherwise embedded PGlite in `dataDir` (`memory://` keeps it in memory). */
     databaseUrl: string | undefined;
     dataDir: string;
+    /** Redis shared by replicas: rate budgets, refresh locks, the incident cache. Unset: all in-process. */
+    redisUrl: string | undefined;
+    /** Key prefix in Redis: deployments (or tests) sharing one Redis keep apart by it. */
+    redisPrefix: string;
   };
   consent: {
     /** Base URL browsers reach Crosswatch at; the consent callback is `${publicUrl}/consent/callback`. */
@@ -273,7 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       defaultBackend: e.INCIDENTS_BACKEND,
       trustedCaPem: [],
     },
-    store: { databaseUrl: e.DATABASE_URL, dataDir: e.DATA_DIR },
+    store: { databaseUrl: e.DATABASE_URL, dataDir: e.DATA_DIR, redisUrl: e.REDIS_URL, redisPrefix: e.REDIS_PREFIX },
     consent: {
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
       stateSecret: e.CONSENT_STATE_SECRET,

@@ -49,6 +49,8 @@ export interface IncidentServiceOptions {
   fullRefreshMs?: number;
   /** Upper bound of one shared refresh (it has no caller's signal). Default 120 s. */
   refreshTimeoutMs?: number;
+  /** Who may refresh a tenant right now, across replicas (Redis); default: this process alone decides. */
+  coordinator?: RefreshCoordinator;
   /** The clock for freshness, Unix ms. Default `Date.now`. */
   now?: () => number;
   logger?: Logger;
@@ -82,6 +84,21 @@ const DEFAULTS = {
   maxStaleMs: 15 * 60_000,
   fullRefreshMs: 6 * 3_600_000,
   refreshTimeoutMs: 120_000,
+};
+
+/**
+ * Lets one replica at a time refresh a tenant. `exclusive` runs `run` when this replica holds the tenant's
+ * refresh; otherwise it waits until the holder is done (or the deadline) and says it did not run.
+ */
+export interface RefreshCoordinator {
+  exclusive<T>(key: string, ttlMs: number, deadline: number, run: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
+}
+
+/** A single process: every refresh may run (the in-process single flight already coalesces). */
+const LOCAL_COORDINATOR: RefreshCoordinator = {
+  async exclusive(_key, _ttlMs, _deadline, run) {
+    return { ran: true, value: await run() };
+  },
 };
 
 type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean } | { ok: false; error: TenantError };
@@ -118,6 +135,7 @@ export class IncidentService {
   private readonly maxStaleMs: number;
   private readonly fullRefreshMs: number;
   private readonly refreshTimeoutMs: number;
+  private readonly coordinator: RefreshCoordinator;
   private readonly now: () => number;
   private readonly logger: Logger | undefined;
   /** Running refreshes by `${tenantId}|${backend}`. */
@@ -145,6 +163,7 @@ export class IncidentService {
     this.maxStaleMs = options.maxStaleMs ?? DEFAULTS.maxStaleMs;
     this.fullRefreshMs = options.fullRefreshMs ?? DEFAULTS.fullRefreshMs;
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? DEFAULTS.refreshTimeoutMs;
+    this.coordinator = options.coordinator ?? LOCAL_COORDINATOR;
     this.now = options.now ?? Date.now;
     this.logger = options.logger?.child({ component: "incident-service" });
   }
@@ -259,12 +278,36 @@ export class IncidentService {
     return flight;
   }
 
-  /** One refresh. Settles every failure into the result; never rejects. */
+  /**
+   * One refresh, by this replica or — when another holds the tenant's refresh — by that one: then the
+   * result is what it wrote to the shared cache. Settles every failure into the result; never rejects.
+   */
   private async runRefresh(tenantId: string, backend: IncidentsBackendName, callerDeadline: number | undefined): Promise<RefreshResult> {
+    const deadline = Math.min(callerDeadline ?? Number.POSITIVE_INFINITY, Date.now() + this.refreshTimeoutMs);
+    for (;;) {
+      const attempt = await this.coordinator
+        .exclusive(`${tenantId}|${backend}`, this.refreshTimeoutMs, deadline, () => this.fetchAndStore(tenantId, backend, deadline))
+        .catch((error: unknown) => {
+          // The coordinator (Redis) is down: refresh anyway rather than fail the tenant.
+          this.logger?.warn({ err: error, tenantId }, "refresh coordination failed; refreshing without it");
+          return undefined;
+        });
+      if (attempt === undefined) return this.fetchAndStore(tenantId, backend, deadline);
+      if (attempt.ran) return attempt.value;
+      const latest = await this.readCache(tenantId);
+      if (latest && latest.backend === backend && this.isFresh(latest)) {
+        this.counters.coalesced++;
+        return { ok: true, entry: latest, fromCache: true };
+      }
+      // The other replica's refresh failed (or is still running at our deadline): try ourselves, in time.
+      if (Date.now() >= deadline) return { ok: false, error: deadlineExceeded() };
+    }
+  }
+
+  private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number): Promise<RefreshResult> {
     const startedAt = this.now();
     // No caller's signal: a caller leaving must not cancel what the others wait for.
     const signal = AbortSignal.timeout(this.refreshTimeoutMs);
-    const deadline = Math.min(callerDeadline ?? Number.POSITIVE_INFINITY, Date.now() + this.refreshTimeoutMs);
     let mode: "full" | "delta" = "full";
     try {
       // Another refresh may have finished between the caller's cache read and this one starting.

@@ -1,0 +1,214 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { UpstreamError } from "../defender/backend-client.js";
+import {
+  DEFAULT_RATE_LIMITS,
+  InProcessRateBudget,
+  RATE_BUCKETS,
+  type AcquireOptions,
+  type RateBucket,
+  type RateBudget,
+  type RateBudgetStats,
+  type RateLimits,
+  type RatePermit,
+} from "../defender/rate-budget.js";
+import { decodeCacheEntry, encodeCacheEntry, type IncidentCache, type TenantIncidentsEntry } from "../incidents/incident-cache.js";
+import type { RefreshCoordinator } from "../incidents/incident-service.js";
+
+/**
+ * State that several replicas share through Redis, because Microsoft counts per app and tenant, not per
+ * replica: the per-tenant rate windows (and Retry-After blocks), the lock that lets one replica refresh a
+ * tenant at a time, and the incident cache that lock's holder fills for all of them.
+ */
+export async function connectRedis(url: string, logger: Logger): Promise<Redis> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    // Commands issued in one tick go out as one pipeline: 1,000 tenants' cache reads are one round trip.
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 2,
+    connectTimeout: 5_000,
+  });
+  redis.on("error", (error: Error) => logger.warn({ err: { message: error.message } }, "redis connection error"));
+  await redis.connect();
+  return redis;
+}
+
+/**
+ * Reserves one call in every window of a (tenant, bucket), on the Redis server's clock so replicas with
+ * skewed clocks agree, or answers how many ms to wait. A Retry-After block set by `throttled` answers
+ * with its remaining time. KEYS: window set, block key. ARGV: member, safety margin ms, limit, window ms, ….
+ */
+const RESERVE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = redis.call('PTTL', KEYS[2])
+if blocked > 0 then return blocked end
+local margin = tonumber(ARGV[2])
+local longest = 0
+local wait = 0
+for i = 3, #ARGV, 2 do
+  local limit = tonumber(ARGV[i])
+  local window = tonumber(ARGV[i + 1]) + margin
+  if window > longest then longest = window end
+  local count = redis.call('ZCOUNT', KEYS[1], now - window, '+inf')
+  if count >= limit then
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
+    local w = tonumber(oldest[2]) + window - now + 1
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return wait end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], longest)
+return 0
+`;
+
+/** Deletes a lock only when it is still ours (it may have expired and been taken by another replica). */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * The rate budget of all replicas together: a call is sent only when every window of its (tenant,
+ * bucket) has room across the fleet; then the process's own concurrency cap applies. A wait that does not
+ * fit the caller's deadline is THROTTLED up front, as in-process. Calls are counted when reserved (not
+ * when answered, as in-process), so the windows carry a safety margin of their own.
+ */
+export class RedisRateBudget implements RateBudget {
+  private readonly local: InProcessRateBudget;
+  private readonly limits: RateLimits;
+  private readonly counters = { waited: 0, refused: 0 };
+
+  constructor(
+    private readonly redis: Redis,
+    options: { prefix?: string; limits?: Partial<RateLimits>; maxConcurrent?: number; safetyMarginMs?: number } = {},
+  ) {
+    this.prefix = options.prefix ?? "cw";
+    this.limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
+    this.margin = options.safetyMarginMs ?? 1_000;
+    // Locally only the concurrency cap: the windows are Redis's.
+    const unlimited = Object.fromEntries(RATE_BUCKETS.map((b) => [b, []])) as unknown as RateLimits;
+    this.local = new InProcessRateBudget({ limits: unlimited, ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}) });
+  }
+
+  private readonly prefix: string;
+  private readonly margin: number;
+
+  async acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit> {
+    const args: (string | number)[] = [randomUUID(), this.margin];
+    for (const rule of this.limits[bucket]) args.push(rule.limit, rule.windowSeconds * 1000);
+    let waited = false;
+    for (;;) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      const waitMs = Number(await this.redis.eval(RESERVE, 2, this.key("rate", tenantId, bucket), this.key("block", tenantId, bucket), ...args));
+      if (waitMs <= 0) break;
+      if (Date.now() + waitMs > options.deadline) {
+        this.counters.refused++;
+        throw new UpstreamError(
+          "THROTTLED",
+          `the ${bucket} rate budget of tenant ${tenantId} (shared by every replica) has no slot before the deadline (next in ${Math.ceil(waitMs / 1000)} s)`,
+          { tenantId, backend: bucket === "graph" ? "graph" : "defender", retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+        );
+      }
+      if (!waited) this.counters.waited++;
+      waited = true;
+      await sleep(Math.min(waitMs, 1_000), undefined, options.signal ? { signal: options.signal } : {});
+    }
+    return this.local.acquire(tenantId, bucket, options);
+  }
+
+  throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
+    // Every replica waits out a 429's Retry-After, not just the one that got it.
+    void this.redis.set(this.key("block", tenantId, bucket), "1", "PX", Math.max(1, Math.round(retryAfterMs))).catch(() => undefined);
+  }
+
+  stats(): RateBudgetStats {
+    const local = this.local.stats();
+    return { ...local, waited: local.waited + this.counters.waited, refused: local.refused + this.counters.refused };
+  }
+
+  private key(kind: string, tenantId: string, bucket: string): string {
+    return `${this.prefix}:${kind}:{${tenantId}}:${bucket}`;
+  }
+}
+
+/**
+ * One replica refreshes a tenant at a time: the others wait for the lock to go (the holder has then
+ * written the shared cache) and read what it fetched. The lock expires by itself if its holder dies.
+ */
+export class RedisRefreshCoordinator implements RefreshCoordinator {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: { prefix?: string; pollMs?: number } = {},
+  ) {}
+
+  async exclusive<T>(key: string, ttlMs: number, deadline: number, run: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    const lock = `${this.options.prefix ?? "cw"}:refresh:{${key}}`;
+    const token = randomUUID();
+    const acquired = await this.redis.set(lock, token, "PX", Math.max(1_000, Math.round(ttlMs)), "NX");
+    if (acquired === "OK") {
+      try {
+        return { ran: true, value: await run() };
+      } finally {
+        await this.redis.eval(RELEASE, 1, lock, token).catch(() => undefined);
+      }
+    }
+    const pollMs = this.options.pollMs ?? 50;
+    while (Date.now() < deadline && (await this.redis.exists(lock)) === 1) {
+      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
+    }
+    return { ran: false };
+  }
+}
+
+/**
+ * The incident cache in Redis, shared by every replica. Entries are large (a tenant's incidents), so each
+ * has a small version key beside it and a replica keeps the last entry it decoded: a warm read costs one
+ * tiny GET per tenant (pipelined) and no decoding unless another replica wrote since.
+ */
+export class RedisIncidentCache implements IncidentCache {
+  private readonly decoded = new Map<string, { version: string; entry: TenantIncidentsEntry }>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: { prefix?: string; ttlMs?: number } = {},
+  ) {}
+
+  async get(tenantId: string): Promise<TenantIncidentsEntry | undefined> {
+    const version = await this.redis.get(this.key(tenantId, "v"));
+    if (version === null) {
+      this.decoded.delete(tenantId);
+      return undefined;
+    }
+    const known = this.decoded.get(tenantId);
+    if (known && known.version === version) return known.entry;
+    // Both in one transaction: the version read is the version of the data read.
+    const replies = await this.redis.multi().get(this.key(tenantId, "data")).get(this.key(tenantId, "v")).exec();
+    const text = replies?.[0]?.[1] as string | null | undefined;
+    const current = replies?.[1]?.[1] as string | null | undefined;
+    if (text === null || text === undefined) return undefined;
+    const entry = decodeCacheEntry(text);
+    if (current) this.decoded.set(tenantId, { version: current, entry });
+    return entry;
+  }
+
+  async set(tenantId: string, entry: TenantIncidentsEntry): Promise<void> {
+    const version = randomUUID();
+    const ttl = this.options.ttlMs ?? 24 * 3_600_000;
+    await this.redis.multi().set(this.key(tenantId, "data"), encodeCacheEntry(entry), "PX", ttl).set(this.key(tenantId, "v"), version, "PX", ttl).exec();
+    this.decoded.set(tenantId, { version, entry });
+  }
+
+  async delete(tenantId: string): Promise<void> {
+    this.decoded.delete(tenantId);
+    await this.redis.del(this.key(tenantId, "data"), this.key(tenantId, "v"));
+  }
+
+  private key(tenantId: string, part: string): string {
+    return `${this.options.prefix ?? "cw"}:incidents:{${tenantId}}:${part}`;
+  }
+}

@@ -167,8 +167,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     },
     forceCloseConnections: "idle",
   });
+  let closing = false;
   fastify.addHook("onSend", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    // Draining: the answers still in flight end their connections, so closing waits for no client's keep-alive.
+    if (closing) reply.header("connection", "close");
   });
 
   const info = new ServerInfo();
@@ -222,6 +225,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     hideSchemaDetailsFromClientErrors: config.mode === "azure",
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
+    // main.ts owns SIGTERM/SIGINT (drain, then close pools); Apollo's own handler would stop it mid-drain.
+    stopOnTerminationSignals: false,
     parseOptions: queryLimits.parseOptions,
     validationRules: queryLimits.validationRules,
     plugins: [
@@ -315,11 +320,15 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     async close() {
       if (closed) return;
       closed = true;
+      closing = true;
       await fastify.close();
+      logger.debug("http server closed: operations drained");
       await apollo.stop();
       await dispatcher.close();
+      logger.debug("upstream connections closed");
       if (ownsStore) await store.close();
       await redis?.quit().catch(() => redis.disconnect());
+      logger.debug("store closed");
     },
   };
 }

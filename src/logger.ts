@@ -21,6 +21,9 @@ export const REDACT_PATHS = [
   "*.access_token",
   "*.privateKey",
   "*.authorization",
+  "apiKey",
+  "*.apiKey",
+  '*["x-api-key"]',
 ];
 
 /** The process logger: JSON lines on stdout (or `destination`, for tests that inspect the log). */

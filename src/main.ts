@@ -47,11 +47,13 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    // Operations in flight may take up to their deadline; give them that, and a little for closing pools.
+    const boundMs = config.incidents.operationTimeoutMs + 5_000;
+    logger.info({ signal, drainMs: boundMs }, "shutting down: no new connections, draining operations in flight");
     const timer = setTimeout(() => {
-      logger.error("shutdown took longer than 10 s; exiting");
+      logger.error({ drainMs: boundMs }, "shutdown took longer than its bound; exiting");
       process.exit(1);
-    }, 10_000);
+    }, boundMs);
     timer.unref();
     runtime.close().then(
       () => process.exit(0),
@@ -61,8 +63,10 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
+  // `on`, not `once`: a library's signal-exit handler re-raises the signal when it finds itself the last
+  // listener, which would kill the process in the middle of the drain. `stop` ignores repeats.
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
 }
 
 main().catch((error: unknown) => {

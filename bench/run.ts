@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import type { CounterSnapshot, LatencySpec } from "../src/sandbox/context.js";
 import { load, type LoadResult } from "./load.js";
+import { measureReplicas, type ReplicasResult } from "./replicas.js";
 import { startChild, type Child } from "./rpc.js";
 import type { SandboxInfo } from "./sandbox-process.js";
 import type { AppParams } from "./server-process.js";
@@ -186,6 +187,7 @@ const registryDir = await mkdtemp(join(os.tmpdir(), "crosswatch-bench-"));
 const sandboxChild = await startChild("./sandbox-process.ts");
 const results: CaseResult[] = [];
 let registryFirstStart: { storeMs: number; rssAfterStore: number };
+let replicas: ReplicasResult | { skipped: string } | undefined;
 try {
   const sandbox = await sandboxChild.call<SandboxInfo>("start", { tenantCount: maxTenants, incidentsPerTenant: INCIDENTS_PER_TENANT, seed: SEED });
   log(
@@ -204,12 +206,24 @@ try {
       `(RSS of that first start: ${mb(registryFirstStart.rssAfterStore)}) [${elapsed()}]`,
   );
   for (const plan of PLAN.cases) results.push(await runCase(sandbox, registryDir, plan, results));
+  log(`\nreplicas on PostgreSQL + Redis [${elapsed()}]`);
+  await sandboxChild.call("setLatency", FIXED);
+  replicas = await measureReplicas({
+    sandbox,
+    sandboxChild,
+    tenants: sandbox.tenants.slice(0, QUICK ? 10 : 100).filter((t) => t.readable),
+    loadMs: PLAN.loadMs,
+    connections: PLAN.loadConnections,
+    sustainedMs: QUICK ? 6_000 : 30_000,
+    log,
+  });
 } finally {
   await sandboxChild.close();
   await rm(registryDir, { recursive: true, force: true });
 }
 report(results);
-await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart });
+reportReplicas(replicas);
+await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart }, replicas);
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -571,7 +585,29 @@ function targets(cases: CaseResult[]): TargetStatus[] {
   return out;
 }
 
-async function save(cases: CaseResult[], conditions: Record<string, unknown>): Promise<void> {
+function reportReplicas(result: ReplicasResult | { skipped: string } | undefined): void {
+  if (!result) return;
+  if ("skipped" in result) {
+    log(`\nreplicas: skipped (${result.skipped})`);
+    return;
+  }
+  log(`\nReplicas on PostgreSQL + Redis, ${result.tenants} tenants, warm incidents query:`);
+  log(
+    table(["", "req/s", "p50", "p99", "errors"], [
+      ["one replica", fixed(result.oneReplica.requestsPerSecond), ms(result.oneReplica.p50Ms), ms(result.oneReplica.p99Ms), String(result.oneReplica.errors)],
+      ["two replicas", fixed(result.twoReplicas.requestsPerSecond), ms(result.twoReplicas.p50Ms), ms(result.twoReplicas.p99Ms), String(result.twoReplicas.errors)],
+      ["two / one", ratio(result.twoReplicas.requestsPerSecond, result.oneReplica.requestsPerSecond), "", "", ""],
+    ]),
+  );
+  const s = result.sustained;
+  log(
+    `Sustained load on both replicas, ${s.seconds} s, freshness ${s.freshnessSeconds} s, ${s.queries} queries: list calls per tenant per minute ` +
+      `median ${fixed(s.listsPerTenantPerMinute.median)}, max ${fixed(s.listsPerTenantPerMinute.max)} (budget ${s.budgetPerMinute}/min: ` +
+      `${s.listsPerTenantPerMinute.max <= s.budgetPerMinute ? "within" : "OVER"}); tokens per tenant ${fixed(s.tokensPerTenant)}; throttled ${s.throttled}`,
+  );
+}
+
+async function save(cases: CaseResult[], conditions: Record<string, unknown>, replicas?: ReplicasResult | { skipped: string }): Promise<void> {
   let commit = "unknown";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
@@ -588,6 +624,7 @@ async function save(cases: CaseResult[], conditions: Record<string, unknown>): P
     conditions,
     plan: { ...PLAN, incidentsPerTenant: INCIDENTS_PER_TENANT, seed: SEED, latency: { fixed: FIXED, spread: SPREAD } },
     cases,
+    replicas: replicas ?? null,
     targets: targets(cases),
   };
   const dir = new URL("./results/", import.meta.url);

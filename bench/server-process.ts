@@ -24,6 +24,8 @@ import type { SandboxInfo } from "./sandbox-process.js";
 export interface AppParams {
   freshnessSeconds: number;
   operationTimeoutMs?: number;
+  /** A replica: its own store on this PostgreSQL and shared state in this Redis (not the PGlite registry). */
+  shared?: { databaseUrl: string; redisUrl: string; redisPrefix: string };
 }
 
 let store: Store | undefined;
@@ -47,6 +49,7 @@ function config(params: AppParams) {
     LOG_LEVEL: "silent",
     DATA_DIR: "memory://",
     INCIDENT_FRESHNESS_SECONDS: String(params.freshnessSeconds),
+    ...(params.shared ? { DATABASE_URL: params.shared.databaseUrl, REDIS_URL: params.shared.redisUrl, REDIS_PREFIX: params.shared.redisPrefix } : {}),
     ...(params.operationTimeoutMs !== undefined ? { OPERATION_TIMEOUT_MS: String(params.operationTimeoutMs) } : {}),
   });
   // withSandbox reads the sandbox's URL, certificate and app credential, which is all the info carries.
@@ -85,10 +88,10 @@ serveParent(
     },
     /** A new app (closing the previous one): new MSAL client, dispatcher, incident cache and budget. */
     async startApp(params: AppParams) {
-      if (!store) throw new Error("init first");
+      if (!store && !params.shared) throw new Error("init first");
       await stopApp();
       const t0 = performance.now();
-      app = await createApp(config(params), { store });
+      app = await createApp(config(params), params.shared ? {} : { store: store! });
       const url = await app.listen();
       return { url, startMs: performance.now() - t0 };
     },
@@ -124,6 +127,19 @@ serveParent(
       peakRss = 0;
       peakHeapUsed = 0;
       sampleMemory();
+      return null;
+    },
+    /** Replicas: the sandbox to point at, without opening the PGlite registry. */
+    attach(params: { sandbox: SandboxInfo }) {
+      sandbox = params.sandbox;
+      return null;
+    },
+    /** Replicas: registers the sandbox's tenants in the shared store (as `init` does in the PGlite one). */
+    async registerTenants(params: { sandbox: SandboxInfo }) {
+      if (!app) throw new Error("no app");
+      await app.store.tenants.registerMissing(
+        params.sandbox.tenants.map((t) => ({ id: t.id, displayName: t.displayName, tags: t.tags, backend: t.defender ? null : ("graph" as const), consentState: t.granted ? ("GRANTED" as const) : ("PENDING" as const) })),
+      );
       return null;
     },
     stats() {

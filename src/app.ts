@@ -90,7 +90,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   let metrics: Metrics | undefined;
   const clients = createIncidentsClients({
     observe: (attempt) => metrics?.observeUpstream(attempt),
-    ...(redis ? { budgets: new RedisRateBudget(redis, { prefix: config.store.redisPrefix }) } : {}),
+    ...(redis ? { budgets: new RedisRateBudget(redis, { prefix: config.store.redisPrefix, logger }) } : {}),
     dispatcher,
     tokenProvider,
     defenderApiBase: config.upstream.defenderApiBase,

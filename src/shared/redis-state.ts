@@ -6,7 +6,6 @@ import { UpstreamError } from "../defender/backend-client.js";
 import {
   DEFAULT_RATE_LIMITS,
   InProcessRateBudget,
-  RATE_BUCKETS,
   type AcquireOptions,
   type RateBucket,
   type RateBudget,
@@ -28,6 +27,8 @@ export async function connectRedis(url: string, logger: Logger): Promise<Redis> 
     // Commands issued in one tick go out as one pipeline: 1,000 tenants' cache reads are one round trip.
     enableAutoPipelining: true,
     maxRetriesPerRequest: 2,
+    // While Redis is away, commands fail at once (and callers fall back) rather than queue behind a reconnect.
+    enableOfflineQueue: false,
     connectTimeout: 5_000,
   });
   redis.on("error", (error: Error) => logger.warn({ err: { message: error.message } }, "redis connection error"));
@@ -85,18 +86,21 @@ export class RedisRateBudget implements RateBudget {
 
   constructor(
     private readonly redis: Redis,
-    options: { prefix?: string; limits?: Partial<RateLimits>; maxConcurrent?: number; safetyMarginMs?: number } = {},
+    options: { prefix?: string; limits?: Partial<RateLimits>; maxConcurrent?: number; safetyMarginMs?: number; logger?: Logger } = {},
   ) {
     this.prefix = options.prefix ?? "cw";
     this.limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
     this.margin = options.safetyMarginMs ?? 1_000;
-    // Locally only the concurrency cap: the windows are Redis's.
-    const unlimited = Object.fromEntries(RATE_BUCKETS.map((b) => [b, []])) as unknown as RateLimits;
-    this.local = new InProcessRateBudget({ limits: unlimited, ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}) });
+    this.logger = options.logger;
+    // The process's own budget stays in front: its concurrency cap, and the same windows for this replica
+    // alone (never tighter than the fleet's), which alone still hold while Redis is unreachable.
+    this.local = new InProcessRateBudget({ limits: this.limits, ...(options.maxConcurrent ? { maxConcurrent: options.maxConcurrent } : {}) });
   }
 
   private readonly prefix: string;
   private readonly margin: number;
+  private readonly logger: Logger | undefined;
+  private lastRedisWarning = 0;
 
   async acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit> {
     const args: (string | number)[] = [randomUUID(), this.margin];
@@ -104,7 +108,17 @@ export class RedisRateBudget implements RateBudget {
     let waited = false;
     for (;;) {
       if (options.signal?.aborted) throw options.signal.reason;
-      const waitMs = Number(await this.redis.eval(RESERVE, 2, this.key("rate", tenantId, bucket), this.key("block", tenantId, bucket), ...args));
+      let waitMs: number;
+      try {
+        waitMs = Number(await this.redis.eval(RESERVE, 2, this.key("rate", tenantId, bucket), this.key("block", tenantId, bucket), ...args));
+      } catch (error) {
+        // Redis is unreachable: this replica's own windows still hold; the fleet's resume with Redis.
+        if (Date.now() - this.lastRedisWarning > 60_000) {
+          this.lastRedisWarning = Date.now();
+          this.logger?.warn({ err: { message: (error as Error).message } }, "shared rate budget unavailable: using this replica's own");
+        }
+        break;
+      }
       if (waitMs <= 0) break;
       if (Date.now() + waitMs > options.deadline) {
         this.counters.refused++;
@@ -123,6 +137,7 @@ export class RedisRateBudget implements RateBudget {
 
   throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
     // Every replica waits out a 429's Retry-After, not just the one that got it.
+    this.local.throttled(tenantId, bucket, retryAfterMs);
     void this.redis.set(this.key("block", tenantId, bucket), "1", "PX", Math.max(1, Math.round(retryAfterMs))).catch(() => undefined);
   }
 

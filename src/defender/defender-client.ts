@@ -80,7 +80,7 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
     for (let page = 0; ; page++) {
       if (page >= this.maxPages) throw badListing("defender", tenantId, `more than ${this.maxPages} pages`);
       visited.add(url);
-      const answer = await this.http.send({ tenantId, method: "GET", url, bucket: "defender.list", operation: "list", signal: options.signal, deadline });
+      const answer = await this.http.send({ tenantId, method: "GET", url, bucket: "defender.list", operation: "list", continuation: page > 0, signal: options.signal, deadline });
       calls += answer.attempts;
       const parsed = mapAnswer("defender", tenantId, () => mapDefenderIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
       for (const incident of parsed.incidents) {

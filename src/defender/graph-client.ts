@@ -90,6 +90,7 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
         url,
         bucket: "graph",
         operation: "list",
+        continuation: page > 0,
         headers: GRAPH_HEADERS,
         signal: options.signal,
         deadline,

@@ -107,6 +107,8 @@ export interface UpstreamCall {
   bucket: RateBucket;
   /** For logs and messages: `list`, `get`, `update`, `comment`. */
   operation: string;
+  /** A follow-up of a call already made (a list's next page): ahead of first calls for a connection slot. */
+  continuation?: boolean;
   /** Sent as JSON. */
   body?: unknown;
   headers?: Record<string, string>;
@@ -208,7 +210,8 @@ export class IncidentsHttp {
     for (;;) {
       this.checkTime(call);
       const token = await this.token(call);
-      const permit = await this.acquire(call);
+      // A retry is a follow-up too: the tenant's work is under way and should finish before new work starts.
+      const permit = await this.acquire(call, call.continuation === true || attempts > 0);
       attempts++;
       let outcome: Outcome;
       const sentAt = this.now();
@@ -287,9 +290,13 @@ export class IncidentsHttp {
     }
   }
 
-  private async acquire(call: UpstreamCall) {
+  private async acquire(call: UpstreamCall, continuation: boolean) {
     try {
-      return await this.budget.acquire(call.tenantId, call.bucket, { deadline: call.deadline, ...(call.signal ? { signal: call.signal } : {}) });
+      return await this.budget.acquire(call.tenantId, call.bucket, {
+        deadline: call.deadline,
+        continuation,
+        ...(call.signal ? { signal: call.signal } : {}),
+      });
     } catch (error) {
       if (error instanceof UpstreamError) throw error;
       if (call.signal?.aborted) throw this.timeoutError(call, "the operation was cancelled while waiting for a rate slot", error);

@@ -43,6 +43,11 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Epoch ms by which the call must have been sent; a wait beyond it is refused up front. */
   deadline: number;
+  /**
+   * A follow-up of work already under way (a list's next page, a retry): it goes ahead of first calls in
+   * the concurrency queue, so tenants finish one after another instead of all together at the end.
+   */
+  continuation?: boolean;
 }
 
 /** One granted call: holds a concurrency slot until released (after the response body is read). */
@@ -128,6 +133,8 @@ export class InProcessRateBudget implements RateBudget {
   private readonly buckets = new Map<string, BucketState>();
   private inFlight = 0;
   private readonly queue: Waiter[] = [];
+  /** Follow-up calls waiting for a slot: served before `queue`. */
+  private readonly continuations: Waiter[] = [];
   private readonly counters = { granted: 0, waited: 0, refused: 0 };
 
   constructor(options: InProcessRateBudgetOptions = {}) {
@@ -217,7 +224,7 @@ export class InProcessRateBudget implements RateBudget {
   }
 
   stats(): RateBudgetStats {
-    return { inFlight: this.inFlight, queued: this.queue.length, ...this.counters };
+    return { inFlight: this.inFlight, queued: this.queue.length + this.continuations.length, ...this.counters };
   }
 
   /** How long until a call of this bucket may go, 0 when it may go now. */
@@ -257,17 +264,18 @@ export class InProcessRateBudget implements RateBudget {
   }
 
   private takeSlot(options: AcquireOptions): Promise<void> {
-    if (this.inFlight < this.maxConcurrent && this.queue.length === 0) {
+    if (this.inFlight < this.maxConcurrent && this.queue.length === 0 && this.continuations.length === 0) {
       this.inFlight++;
       return Promise.resolve();
     }
+    const queue = options.continuation ? this.continuations : this.queue;
     return new Promise<void>((resolve, reject) => {
       const signal = options.signal;
       const cleanup = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        const index = this.queue.indexOf(waiter);
-        if (index >= 0) this.queue.splice(index, 1);
+        const index = queue.indexOf(waiter);
+        if (index >= 0) queue.splice(index, 1);
       };
       const waiter: Waiter = {
         grant: () => {
@@ -284,12 +292,12 @@ export class InProcessRateBudget implements RateBudget {
         reject(new SlotTimeout());
       }, Math.max(0, options.deadline - this.now()));
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.queue.push(waiter);
+      queue.push(waiter);
     });
   }
 
   private releaseSlot(): void {
-    const next = this.queue.shift();
+    const next = this.continuations.shift() ?? this.queue.shift();
     // The slot passes straight to the next waiter; inFlight stays the same.
     if (next) next.grant();
     else this.inFlight--;

@@ -121,6 +121,22 @@ describe("InProcessRateBudget", () => {
     (await budget.acquire(A, "defender.get", { deadline: Date.now() + 1 })).release();
   });
 
+  it("serves follow-up calls (next pages, retries) before first calls when slots are short", async () => {
+    const budget = new InProcessRateBudget({ maxConcurrent: 1 });
+    const held = await budget.acquire("t0", "defender.list", { deadline: Date.now() + 5_000 });
+    const order: string[] = [];
+    const wait = (tenant: string, continuation: boolean) =>
+      budget.acquire(tenant, "defender.list", { deadline: Date.now() + 5_000, continuation }).then((permit) => {
+        order.push(tenant);
+        permit.release();
+      });
+    const waiting = [wait("first-a", false), wait("first-b", false), wait("next-page-c", true), wait("next-page-d", true)];
+    assert.equal(budget.stats().queued, 4);
+    held.release();
+    await Promise.all(waiting);
+    assert.deepEqual(order, ["next-page-c", "next-page-d", "first-a", "first-b"]);
+  });
+
   it("ends a wait when the signal aborts, with the signal's reason", async () => {
     const budget = new InProcessRateBudget({ limits: { graph: [{ limit: 1, windowSeconds: 60 }] } });
     (await budget.acquire(A, "graph", { deadline: Date.now() + 1_000 })).release();

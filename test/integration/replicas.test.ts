@@ -40,8 +40,10 @@ class ReplicaSet implements GraphQLDataSource {
 
   async process(options: Parameters<GraphQLDataSource["process"]>[0]) {
     let lastError: unknown;
+    // Each request tries every replica once, starting from its turn (concurrent requests move `next` too).
+    const start = this.next++;
     for (let i = 0; i < this.sources.length; i++) {
-      const { url, source } = this.sources[this.next++ % this.sources.length]!;
+      const { url, source } = this.sources[(start + i) % this.sources.length]!;
       try {
         const response = await source.process(options);
         this.served.set(url, (this.served.get(url) ?? 0) + 1);

@@ -27,7 +27,7 @@ export const RESOLVERS = [
  * @apollo/gateway release of the last years; only `@key` is imported, because Crosswatch owns all of its
  * fields and extends no other subgraph's types.
  */
-export const FEDERATION_LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])';
+export const FEDERATION_LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable"])';
 
 /**
  * How `_entities` turns a representation (`{ __typename, ...key fields }`) into an object, by entity type

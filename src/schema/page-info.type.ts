@@ -1,6 +1,9 @@
 import "reflect-metadata";
-import { Field, ObjectType } from "type-graphql";
+import { Directive, Field, ObjectType } from "type-graphql";
 
+// Shareable: other subgraphs of a supergraph define the same Relay type, and composition needs every
+// definition of a value type to say it may be resolved by more than one subgraph.
+@Directive("@shareable")
 @ObjectType({ description: "Relay page information." })
 export class PageInfo {
   @Field(() => Boolean)

@@ -17,10 +17,24 @@ const silent = { debug() {}, info() {}, warn() {}, error() {} };
  * Tenant and a ticket number on Incident, both added through the entity keys Crosswatch declares.
  */
 const CONTRACTS_SDL = parse(`
-  extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])
+  extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable"])
 
   type Query {
     contracts: [Contract!]!
+    contractPage: ContractConnection!
+  }
+
+  type ContractConnection {
+    contracts: [Contract!]!
+    pageInfo: PageInfo!
+  }
+
+  # The same Relay type as Crosswatch's: composes because both say @shareable.
+  type PageInfo @shareable {
+    hasNextPage: Boolean!
+    hasPreviousPage: Boolean!
+    startCursor: String
+    endCursor: String
   }
 
   type Contract {
@@ -47,6 +61,10 @@ function createContractsSubgraph(tenantIds: string[]) {
     resolvers: {
       Query: {
         contracts: () => tenantIds.map((id, i) => ({ number: `C-${1000 + i}`, tenant: { id, contractTier: tier(id) } })),
+        contractPage: () => ({
+          contracts: tenantIds.map((id, i) => ({ number: `C-${1000 + i}`, tenant: { id, contractTier: tier(id) } })),
+          pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null },
+        }),
       },
       Tenant: {
         __resolveReference: (ref: { id: string }) => ({ id: ref.id, contractTier: tier(ref.id) }),
@@ -115,10 +133,18 @@ describe("Crosswatch as a Federation 2 subgraph in a supergraph (@apollo/composi
     return (await response.json()) as { data?: any; errors?: unknown[] };
   };
 
+  it("composes beside a subgraph with its own PageInfo (both @shareable)", async () => {
+    const result = await viaGateway("{ contractPage { pageInfo { hasNextPage } contracts { number } } tenants(first: 1) { pageInfo { hasNextPage } } }");
+    assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+    assert.equal(result.data.contractPage.pageInfo.hasNextPage, false);
+    assert.equal(result.data.tenants.pageInfo.hasNextPage, true);
+  });
+
   it("answers _service { sdl } with Federation 2 and both entity keys", async () => {
     const { body } = await postGraphQL(runtime.url, "{ _service { sdl } }");
     const sdl: string = body.data._service.sdl;
-    assert.match(sdl, /@link\(url: "https:\/\/specs\.apollo\.dev\/federation\/v2\.3", import: \["@key"\]\)/);
+    assert.match(sdl, /@link\(url: "https:\/\/specs\.apollo\.dev\/federation\/v2\.3", import: \["@key", "@shareable"\]\)/);
+    assert.match(sdl, /type PageInfo\s+@shareable/);
     assert.match(sdl, /type Tenant\s+@key\(fields: "id"\)/);
     assert.match(sdl, /type Incident\s+@key\(fields: "tenantId incidentId"\)/);
   });

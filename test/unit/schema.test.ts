@@ -33,7 +33,7 @@ describe("schema.graphql", () => {
 describe("subgraph SDL (`_service { sdl }`)", () => {
   it("links Federation 2 and declares the entity keys other subgraphs extend", async () => {
     const sdl = await printCrosswatchSubgraphSchema();
-    assert.match(sdl, /@link\(url: "https:\/\/specs\.apollo\.dev\/federation\/v2\.\d+", import: \["@key"\]\)/);
+    assert.match(sdl, /@link\(url: "https:\/\/specs\.apollo\.dev\/federation\/v2\.\d+", import: \["@key", "@shareable"\]\)/);
     const keys = keysOf(parse(sdl));
     assert.deepEqual(Object.fromEntries(keys), { Tenant: ["id"], Incident: ["tenantId incidentId"] });
   });

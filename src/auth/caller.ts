@@ -12,7 +12,8 @@ export type CallerRole = (typeof CALLER_ROLES)[number];
 /** What an action needs: read a tenant, update its incidents, manage it in the registry. */
 export type TenantPermission = "read" | "update" | "manage";
 
-const NEEDED: Record<TenantPermission, CallerRole> = { read: "READER", update: "RESPONDER", manage: "ADMIN" };
+/** The least role each permission needs. */
+export const ROLE_NEEDED: Readonly<Record<TenantPermission, CallerRole>> = { read: "READER", update: "RESPONDER", manage: "ADMIN" };
 
 /** Tenants a grant covers: all of them, or those named by id or carrying one of the tags. */
 export interface TenantScope {
@@ -57,7 +58,7 @@ export function scopeCovers(scope: TenantScope, tenant: ScopedTenant): boolean {
 
 /** Whether one of the caller's grants allows `permission` on this tenant. */
 export function permits(caller: Caller, permission: TenantPermission, tenant: ScopedTenant): boolean {
-  const needed = roleRank(NEEDED[permission]);
+  const needed = roleRank(ROLE_NEEDED[permission]);
   return caller.grants.some((grant) => roleRank(grant.role) >= needed && scopeCovers(grant.scope, tenant));
 }
 

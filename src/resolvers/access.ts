@@ -1,5 +1,5 @@
 import { GraphQLError } from "graphql";
-import { permits, permitsEverywhere, type CallerRole, type ScopedTenant, type TenantPermission } from "../auth/caller.js";
+import { permits, permitsEverywhere, ROLE_NEEDED, type CallerRole, type ScopedTenant, type TenantPermission } from "../auth/caller.js";
 import { ErrorCode, toPublicError } from "../errors.js";
 import { tenantForbidden } from "../incidents/outcome.js";
 import { TenantForbiddenError } from "../loaders/loaders.js";
@@ -41,12 +41,10 @@ const PERMISSION_WORDS: Record<TenantPermission, string> = {
   manage: "manage",
 };
 
-const ROLE_FOR: Record<TenantPermission, CallerRole> = { read: "READER", update: "RESPONDER", manage: "ADMIN" };
-
 /** FORBIDDEN unless one of the caller's grants allows `permission` on this (visible) tenant. */
 export function requirePermission(ctx: GraphQLContext, tenant: ScopedTenant, permission: TenantPermission): void {
   if (!permits(ctx.caller, permission, tenant)) {
-    throw forbiddenError(`your role may not ${PERMISSION_WORDS[permission]} tenant ${tenant.id}: it needs ${ROLE_FOR[permission]}`);
+    throw forbiddenError(`your role may not ${PERMISSION_WORDS[permission]} tenant ${tenant.id}: it needs ${ROLE_NEEDED[permission]}`);
   }
 }
 

@@ -3,15 +3,19 @@ import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
 import {
+  getArgumentValues,
   getNamedType,
   getNullableType,
+  getOperationAST,
+  getVariableValues,
   GraphQLError,
   isCompositeType,
+  isInterfaceType,
   isListType,
   isObjectType,
-  isInterfaceType,
   Kind,
   type DocumentNode,
+  type FieldNode,
   type FragmentDefinitionNode,
   type GraphQLCompositeType,
   type GraphQLField,
@@ -21,148 +25,241 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from "graphql";
-import { getArgumentValues } from "graphql/execution/values.js";
 import type { Config } from "../config.js";
 import { ErrorCode } from "../errors.js";
 import type { GraphQLContext } from "../resolvers/context.js";
 
 /**
- * Weights of the cost estimate. Every selected field costs `field` times how many times it will be resolved
- * (the product of the page sizes above it); a field that reaches tenants (a token request and an incident
- * fetch each, at worst) adds `tenantFanOut` per tenant it spans.
+ * Weights of the cost estimate ({@link estimateCost}).
+ *
+ * Chosen so that the queries clients really send fit the default `LIMIT_MAX_COST` of 50,000 with room to
+ * spare, and the ones that multiply fan-out do not: a 50-incident page (id, name, severity, status, times,
+ * `alerts { title severity }`) costs 1,526 over one tenant, 3,506 over 100 and 21,506 over 1,000 (the most
+ * one query may span); `tenants(first: 100) { edges { node { incidents(first: 100) { edges { node {
+ * alerts { entities { type } } } } } } } }` costs 1,122,302.
  */
 export const COST_WEIGHTS = {
+  /** What one field costs each time it resolves. */
   field: 1,
+  /**
+   * What each tenant a field reaches adds: at worst one token request and one upstream incident fetch, which
+   * dwarf resolving a field. 20 lets one query span the 1,000 tenants it may (20,000) with a page of
+   * incidents on top, and makes per-tenant fields inside a tenant list expensive.
+   */
   tenantFanOut: 20,
-  /** Assumed length of a list without `first`: an incident's alerts, an alert's entities, comments. */
+  /** Assumed length of a list without `first`: an incident's alerts, comments or tags, an alert's entities. */
   defaultListSize: 10,
 } as const;
 
-/** Fields that reach one tenant's token or incidents per parent object. */
-const PER_PARENT_TENANT_FIELDS = new Set(["Tenant.incidents", "Tenant.incidentSummary", "Tenant.token", "Query.incident", "Mutation.updateIncident"]);
+/** Fields that reach one tenant's token or incidents, once per parent object. */
+const ONE_TENANT_FIELDS = new Set([
+  "Tenant.incidents",
+  "Tenant.incidentSummary",
+  "Tenant.token",
+  "Query.incident",
+  "Mutation.updateIncident",
+]);
+
+/** The lists of a connection that its `first` sizes; its other lists (`tenantOutcomes`) are plain lists. */
+const CONNECTION_PAGES = new Set(["edges", "nodes"]);
+
+/**
+ * An operation's cost split by what is known without asking the store: `fixed` from the document and
+ * variables, plus `perVisibleTenant` for every tenant an `incidents` without `tenantIds` would span.
+ * The total is linear in the visible tenants, so the plugin asks the store only when `perVisibleTenant > 0`.
+ */
+interface CostParts {
+  fixed: number;
+  perVisibleTenant: number;
+}
 
 export interface CostInput {
   schema: GraphQLSchema;
   document: DocumentNode;
+  /** Which operation of the document; may be omitted when the document has only one. */
   operationName?: string | null | undefined;
+  /** The request's variables, as sent (they are coerced here, defaults included). */
   variables: Record<string, unknown>;
   /** How many tenants an `incidents` without `tenantIds` spans for this caller. */
   visibleTenants: number;
 }
 
 /**
- * Estimates what an operation costs before it runs, with its variables:
- * - each field: `field` × the multiplicity of its parent;
- * - a list field multiplies its sub-selection by its size: `first` when it has that argument (the
- *   argument's default when omitted), `representations.length` for `_entities`, else `defaultListSize`;
- *   the lists inside a connection (`edges`) take the connection's `first`;
- * - `Query.incidents` adds `tenantFanOut` × its tenants (`tenantIds.length`, else every tenant visible to
- *   the caller), `Query.tokenDiagnostics` × `tenantIds.length`; `Tenant.incidents`, `Tenant.incidentSummary`,
- *   `Tenant.token`, `Query.incident` and `Mutation.updateIncident` one fan-out per parent object.
- * Fragments are followed (a cycle, which validation refuses anyway, is cut); `@skip`/`@include` are ignored.
- * Monotonic: more tenants, larger pages or more fields never cost less.
+ * Estimates what an operation costs before it runs, with its variables. The model, kept simple and
+ * monotonic (more tenants, larger pages or more fields never cost less):
+ *
+ * - every selected field costs `field` × its multiplicity: how many times it resolves, the product of the
+ *   list sizes above it (`__typename` is free);
+ * - a list multiplies its sub-selection by its size: its `first` argument (from a literal or a variable,
+ *   else the argument's default in the schema), for `_entities` the number of `representations`, else
+ *   `defaultListSize` (also for per-tenant lists such as `tokenDiagnostics` and `tenantOutcomes`, whose
+ *   per-tenant work `tenantFanOut` already counts);
+ * - a connection (a field with `first` that returns an object) multiplies its `edges` by its `first`; its
+ *   other fields (`totalCount`, `pageInfo`, `tenantOutcomes` as a plain list) count as usual;
+ * - every tenant a field reaches adds `tenantFanOut` × the field's multiplicity: `Query.incidents` spans its
+ *   `tenantIds` (with `tenantTags` only narrowing them) or, without them, every tenant the caller may see
+ *   (`visibleTenants`); `Query.tokenDiagnostics` its `tenantIds`; `Tenant.incidents`,
+ *   `Tenant.incidentSummary`, `Tenant.token`, `Query.incident` and `Mutation.updateIncident` one tenant;
+ * - named and inline fragments are followed (a fragment spread twice counts twice; a cycle, which
+ *   validation refuses anyway, is cut); `@skip`/`@include` are ignored (everything counts as selected);
+ * - a field the schema does not know, and introspection (`__schema`, `__type` and everything below them),
+ *   cost `field` per selected field with no list multiplication: introspection answers from memory, never
+ *   reaches a tenant, and graphql-js's MaxIntrospectionDepthRule already bounds its nesting; costed with
+ *   list sizes, GraphiQL's own introspection query would come to about 50,000.
+ *
+ * Each fragment is costed once per page context and scaled, so a document that spreads fragments
+ * exponentially often costs linear time to estimate (and is refused for its cost, not hung on).
+ *
+ * @returns the estimate, at most `Number.MAX_SAFE_INTEGER`; 0 when the document has no such operation.
  */
 export function estimateCost(input: CostInput): number {
-  const operation = pickOperation(input.document, input.operationName);
+  const operation = getOperationAST(input.document, input.operationName ?? undefined);
   if (!operation) return 0;
-  const fragments = new Map<string, FragmentDefinitionNode>();
-  for (const definition of input.document.definitions) {
-    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
-  }
+  const parts = operationCost(input.schema, input.document, operation, input.variables);
+  return totalCost(parts, input.visibleTenants);
+}
+
+function totalCost(parts: CostParts, visibleTenants: number): number {
+  const total = parts.fixed + parts.perVisibleTenant * Math.max(0, visibleTenants);
+  return Number.isFinite(total) ? Math.min(total, Number.MAX_SAFE_INTEGER) : Number.MAX_SAFE_INTEGER;
+}
+
+function operationCost(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  rawVariables: Record<string, unknown>,
+): CostParts {
   const root =
     operation.operation === "query"
-      ? input.schema.getQueryType()
+      ? schema.getQueryType()
       : operation.operation === "mutation"
-        ? input.schema.getMutationType()
-        : input.schema.getSubscriptionType();
-  if (!root) return 0;
+        ? schema.getMutationType()
+        : schema.getSubscriptionType();
+  // Coerced as execution will see them: variable defaults apply, a single value becomes a one-item list.
+  // Variables execution will refuse are costed as sent.
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], rawVariables, { maxErrors: 1 });
+  const variables = coerced.coerced ?? rawVariables;
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
+  return new CostWalker(schema, fragments, variables).selectionSet(operation.selectionSet, root ?? undefined, undefined);
+}
 
-  const walk = (
-    selectionSet: SelectionSetNode,
-    parent: GraphQLCompositeType,
-    multiplicity: number,
-    connectionSize: number | undefined,
-    visiting: Set<string>,
-  ): number => {
-    let cost = 0;
+/**
+ * Costs selection sets at multiplicity 1; a field's sub-selection is scaled by its list size. The cost is
+ * linear in multiplicity, so scaling after the fact equals multiplying on the way down.
+ */
+class CostWalker {
+  /** Fragment cost at multiplicity 1, by fragment name and the page size its `edges` would take. */
+  private readonly memo = new Map<string, CostParts>();
+  private readonly active = new Set<string>();
+
+  constructor(
+    private readonly schema: GraphQLSchema,
+    private readonly fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+    private readonly variables: Record<string, unknown>,
+  ) {}
+
+  /**
+   * @param parent the type the selections are on; undefined below a field the schema does not describe
+   * @param pageSize the `first` of the connection this selection set is on, which sizes its `edges`
+   */
+  selectionSet(selectionSet: SelectionSetNode, parent: GraphQLCompositeType | undefined, pageSize: number | undefined): CostParts {
+    const cost: CostParts = { fixed: 0, perVisibleTenant: 0 };
+    const add = (part: CostParts) => {
+      cost.fixed += part.fixed;
+      cost.perVisibleTenant += part.perVisibleTenant;
+    };
     for (const selection of selectionSet.selections) {
-      if (selection.kind === Kind.INLINE_FRAGMENT) {
-        const typed = selection.typeCondition ? input.schema.getType(selection.typeCondition.name.value) : parent;
-        const next = typed && isCompositeType(typed) ? typed : parent;
-        cost += walk(selection.selectionSet, next, multiplicity, connectionSize, visiting);
-        continue;
+      if (selection.kind === Kind.FIELD) {
+        add(this.field(selection, parent, pageSize));
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+        const typed = selection.typeCondition ? this.compositeType(selection.typeCondition.name.value) : parent;
+        add(this.selectionSet(selection.selectionSet, typed, pageSize));
+      } else {
+        add(this.fragmentSpread(selection.name.value, pageSize));
       }
-      if (selection.kind === Kind.FRAGMENT_SPREAD) {
-        const name = selection.name.value;
-        const fragment = fragments.get(name);
-        if (!fragment || visiting.has(name)) continue;
-        const typed = input.schema.getType(fragment.typeCondition.name.value);
-        visiting.add(name);
-        cost += walk(fragment.selectionSet, typed && isCompositeType(typed) ? typed : parent, multiplicity, connectionSize, visiting);
-        visiting.delete(name);
-        continue;
-      }
-      const name = selection.name.value;
-      if (name === "__typename") continue;
-      const field = isObjectType(parent) || isInterfaceType(parent) ? parent.getFields()[name] : undefined;
-      cost += COST_WEIGHTS.field * multiplicity;
-      if (!field) continue;
-      const args = argumentValues(field, selection, input.variables);
-      cost += COST_WEIGHTS.tenantFanOut * multiplicity * tenantsReached(`${parent.name}.${name}`, args, input.visibleTenants);
-      if (!selection.selectionSet) continue;
-      const type = getNullableType(field.type);
-      const first = typeof args.first === "number" ? Math.max(0, args.first) : undefined;
-      let size = 1;
-      if (isListType(type)) {
-        if (name === "_entities" && Array.isArray(args.representations)) size = args.representations.length;
-        else size = first ?? connectionSize ?? COST_WEIGHTS.defaultListSize;
-      }
-      const named = getNamedType(field.type);
-      if (!isCompositeType(named)) continue;
-      // A connection's `first` sizes the lists directly inside it (edges), not the connection itself.
-      cost += walk(selection.selectionSet, named, multiplicity * size, isListType(type) ? undefined : first, visiting);
     }
     return cost;
-  };
-  return walk(operation.selectionSet, root, 1, undefined, new Set());
-}
-
-function tenantsReached(coordinate: string, args: Record<string, unknown>, visibleTenants: number): number {
-  if (coordinate === "Query.incidents") return Array.isArray(args.tenantIds) ? args.tenantIds.length : visibleTenants;
-  if (coordinate === "Query.tokenDiagnostics") return Array.isArray(args.tenantIds) ? args.tenantIds.length : 0;
-  return PER_PARENT_TENANT_FIELDS.has(coordinate) ? 1 : 0;
-}
-
-function argumentValues(field: GraphQLField<unknown, unknown>, node: Parameters<typeof getArgumentValues>[1], variables: Record<string, unknown>): Record<string, unknown> {
-  try {
-    return getArgumentValues(field, node, variables);
-  } catch {
-    // Invalid arguments are refused by execution with a proper error; cost them as given-nothing.
-    return {};
   }
-}
 
-function pickOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | undefined {
-  const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
-  if (operationName) return operations.find((o) => o.name?.value === operationName);
-  return operations.length === 1 ? operations[0] : undefined;
-}
+  private fragmentSpread(name: string, pageSize: number | undefined): CostParts {
+    const fragment = this.fragments.get(name);
+    if (!fragment || this.active.has(name)) return { fixed: 0, perVisibleTenant: 0 };
+    const key = `${name}\u0000${pageSize ?? ""}`;
+    const known = this.memo.get(key);
+    if (known) return known;
+    this.active.add(name);
+    // Its type condition only (not where it is spread), so one cost per name and page size holds.
+    const cost = this.selectionSet(fragment.selectionSet, this.compositeType(fragment.typeCondition.name.value), pageSize);
+    this.active.delete(name);
+    this.memo.set(key, cost);
+    return cost;
+  }
 
-/** Whether the operation has `incidents` without `tenantIds` anywhere (only then is the tenant count needed). */
-function spansVisibleTenants(document: DocumentNode): boolean {
-  let found = false;
-  const visit = (selectionSet: SelectionSetNode | undefined) => {
-    for (const selection of selectionSet?.selections ?? []) {
-      if (selection.kind === Kind.FIELD) {
-        if (selection.name.value === "incidents" && !selection.arguments?.some((a) => a.name.value === "tenantIds")) found = true;
-        visit(selection.selectionSet);
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) visit(selection.selectionSet);
+  private field(node: FieldNode, parent: GraphQLCompositeType | undefined, pageSize: number | undefined): CostParts {
+    const name = node.name.value;
+    if (name === "__typename") return { fixed: 0, perVisibleTenant: 0 };
+    const field = parent && (isObjectType(parent) || isInterfaceType(parent)) ? parent.getFields()[name] : undefined;
+    if (!parent || !field) {
+      // Unknown to the schema (validation refuses it) or introspection: one per field, no fan-out.
+      const below = node.selectionSet ? this.selectionSet(node.selectionSet, undefined, undefined) : { fixed: 0, perVisibleTenant: 0 };
+      return { fixed: COST_WEIGHTS.field + below.fixed, perVisibleTenant: below.perVisibleTenant };
     }
-  };
-  for (const definition of document.definitions) {
-    if (definition.kind === Kind.OPERATION_DEFINITION || definition.kind === Kind.FRAGMENT_DEFINITION) visit(definition.selectionSet);
+    const coordinate = `${parent.name}.${name}`;
+    const args = this.argumentValues(field, node);
+    const cost: CostParts = { fixed: COST_WEIGHTS.field, perVisibleTenant: 0 };
+    const tenants = tenantsReached(coordinate, args);
+    if (tenants === "visible") cost.perVisibleTenant += COST_WEIGHTS.tenantFanOut;
+    else cost.fixed += COST_WEIGHTS.tenantFanOut * tenants;
+    if (!node.selectionSet) return cost;
+    const named = getNamedType(field.type);
+    if (!isCompositeType(named)) return cost;
+    const type = getNullableType(field.type);
+    const first = typeof args.first === "number" ? Math.max(0, args.first) : numericDefault(field, "first");
+    let size = 1;
+    let innerPageSize: number | undefined;
+    if (isListType(type)) {
+      if (name === "_entities" && Array.isArray(args.representations)) size = args.representations.length;
+      else size = first ?? (CONNECTION_PAGES.has(name) ? pageSize : undefined) ?? COST_WEIGHTS.defaultListSize;
+    } else {
+      innerPageSize = first;
+    }
+    const below = this.selectionSet(node.selectionSet, named, innerPageSize);
+    cost.fixed += size * below.fixed;
+    cost.perVisibleTenant += size * below.perVisibleTenant;
+    return cost;
   }
-  return found;
+
+  /** Undefined for introspection's own types: introspection is costed untyped, like unknown fields. */
+  private compositeType(name: string): GraphQLCompositeType | undefined {
+    if (name.startsWith("__")) return undefined;
+    const type = this.schema.getType(name);
+    return type && isCompositeType(type) ? type : undefined;
+  }
+
+  private argumentValues(field: GraphQLField<unknown, unknown>, node: FieldNode): Record<string, unknown> {
+    try {
+      return getArgumentValues(field, node, this.variables);
+    } catch {
+      // Arguments execution will refuse (missing, mistyped): costed as if absent.
+      return {};
+    }
+  }
+}
+
+/** How many tenants a field reaches per parent object; "visible" for every tenant the caller may see. */
+function tenantsReached(coordinate: string, args: Record<string, unknown>): number | "visible" {
+  if (coordinate === "Query.incidents") return Array.isArray(args.tenantIds) ? args.tenantIds.length : "visible";
+  if (coordinate === "Query.tokenDiagnostics") return Array.isArray(args.tenantIds) ? args.tenantIds.length : 0;
+  return ONE_TENANT_FIELDS.has(coordinate) ? 1 : 0;
+}
+
+function numericDefault(field: GraphQLField<unknown, unknown>, argument: string): number | undefined {
+  const value = field.args.find((a) => a.name === argument)?.defaultValue;
+  return typeof value === "number" ? Math.max(0, value) : undefined;
 }
 
 export interface QueryLimitsOptions {
@@ -171,10 +268,41 @@ export interface QueryLimitsOptions {
   visibleTenantCount(context: GraphQLContext): Promise<number>;
 }
 
+/** graphql-armor's "… limit of N exceeded, found M." (with `exposeLimits`), reworded per limit. */
+const ARMOR_REFUSAL = /limit of (\d+) exceeded, found (-?\d+)/;
+
 /**
- * The operation limits: depth, aliases and directives as validation rules (graphql-armor), tokens through
- * the parser (`parseOptions.maxTokens`), and the cost estimate in a plugin, where the variables and the
- * caller are known. All run before any resolver, so a refused operation costs no upstream call.
+ * graphql-armor options that report a refusal as a validation error of the request. By default armor
+ * throws out of `validate` (Apollo would answer 500) with a "Syntax Error: " prefix; reported through the
+ * context it becomes a 400 GRAPHQL_VALIDATION_FAILED like any other validation error. Armor's messages
+ * carry the numbers only (no field names, no suggestions).
+ */
+function reportAs(describe: (found: number, limit: number) => string) {
+  return {
+    exposeLimits: true,
+    propagateOnRejection: false,
+    onReject: [
+      (context: ValidationContext | null, error: GraphQLError) => {
+        const match = ARMOR_REFUSAL.exec(error.message);
+        const message = match ? describe(Number(match[2]), Number(match[1])) : error.message.replace(/^Syntax Error: /, "");
+        context?.reportError(new GraphQLError(message));
+      },
+    ],
+  };
+}
+
+/**
+ * The operation limits, all checked before any resolver runs, so a refused operation costs no store or
+ * upstream call:
+ * - `parseOptions.maxTokens` for the parser (Apollo answers GRAPHQL_PARSE_FAILED);
+ * - depth, aliases and directives as graphql-armor validation rules (GRAPHQL_VALIDATION_FAILED, naming the
+ *   limit). Depth ignores `__schema` (GraphiQL's introspection query is deeper than any real one and is
+ *   bounded by graphql-js's MaxIntrospectionDepthRule) and does not count fragment spreads as levels;
+ *   `__typename` aliases do not count. The rules memoise fragments, so fragment cycles (refused by
+ *   graphql-js's NoFragmentCyclesRule) cannot recurse without end;
+ * - the cost estimate ({@link estimateCost}) in a plugin, where the variables and the caller are known
+ *   (COST_LIMIT_EXCEEDED, HTTP 400, with `cost` and `maxCost`). The caller's tenant count is asked for
+ *   only when an `incidents` without `tenantIds` needs it; if that count fails, the operation fails.
  */
 export function createQueryLimits(options: QueryLimitsOptions): {
   validationRules: ValidationRule[];
@@ -182,17 +310,23 @@ export function createQueryLimits(options: QueryLimitsOptions): {
   plugin: ApolloServerPlugin<GraphQLContext>;
 } {
   const { limits } = options;
-  // graphql-armor throws its refusal out of validation by default (Apollo would answer 500) and prefixes it
-  // "Syntax Error"; report it as a validation error instead, so it is a 400 GRAPHQL_VALIDATION_FAILED.
-  const report = {
-    propagateOnRejection: false,
-    exposeLimits: true,
-    onReject: [(context: ValidationContext | null, error: GraphQLError) => context?.reportError(new GraphQLError(error.message.replace(/^Syntax Error: /, "")))],
-  };
+  // Armor's rules return a visitor class rather than an ASTVisitor-typed object: same shape at run time.
   const validationRules = [
-    maxDepthRule({ n: limits.maxDepth, ignoreIntrospection: true, flattenFragments: true, ...report }),
-    maxAliasesRule({ n: limits.maxAliases, ...report }),
-    maxDirectivesRule({ n: limits.maxDirectives, ...report }),
+    maxDepthRule({
+      n: limits.maxDepth,
+      ignoreIntrospection: true,
+      flattenFragments: true,
+      ...reportAs((found, limit) => `Query depth ${found} exceeds the limit of ${limit}`),
+    }),
+    maxAliasesRule({
+      n: limits.maxAliases,
+      allowList: ["__typename"],
+      ...reportAs((found, limit) => `Query has ${found} aliases, more than the limit of ${limit}`),
+    }),
+    maxDirectivesRule({
+      n: limits.maxDirectives,
+      ...reportAs((found, limit) => `Query has ${found} directives, more than the limit of ${limit}`),
+    }),
   ] as unknown as ValidationRule[];
   return {
     validationRules,
@@ -200,9 +334,12 @@ export function createQueryLimits(options: QueryLimitsOptions): {
     plugin: {
       async requestDidStart() {
         return {
-          async didResolveOperation({ request, document, schema, contextValue, operationName }) {
-            const visibleTenants = spansVisibleTenants(document) ? await options.visibleTenantCount(contextValue) : 0;
-            const cost = estimateCost({ schema, document, operationName, variables: request.variables ?? {}, visibleTenants });
+          async didResolveOperation({ request, document, operation, schema, contextValue }) {
+            // Apollo has already refused a document without the requested operation.
+            if (!operation) return;
+            const parts = operationCost(schema, document, operation, request.variables ?? {});
+            const visibleTenants = parts.perVisibleTenant > 0 ? await options.visibleTenantCount(contextValue) : 0;
+            const cost = totalCost(parts, visibleTenants);
             if (cost > limits.maxCost) {
               throw new GraphQLError(
                 `Operation cost ${cost} exceeds the limit of ${limits.maxCost}: ask for fewer tenants, smaller pages or fewer fields`,

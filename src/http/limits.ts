@@ -73,6 +73,20 @@ interface CostParts {
   perVisibleTenant: number;
 }
 
+/** The widest `_entities` field of an operation: its representations, and the tenants its Incidents reach. */
+interface EntitiesReach {
+  representations: number;
+  tenants: number;
+}
+
+/**
+ * The most tenants one `_entities` call may reach through its Incident representations: the same cap as
+ * `incidents(tenantIds:)`, so a router cannot fan out wider than a query could.
+ */
+export const MAX_ENTITY_TENANTS = 1000;
+/** The most representations one `_entities` call may carry. */
+export const MAX_ENTITY_REPRESENTATIONS = 5000;
+
 export interface CostInput {
   schema: GraphQLSchema;
   document: DocumentNode;
@@ -100,6 +114,10 @@ export interface CostInput {
  *   `tenantIds` (with `tenantTags` only narrowing them) or, without them, every tenant the caller may see
  *   (`visibleTenants`); `Query.tokenDiagnostics` its `tenantIds`; `Tenant.incidents`,
  *   `Tenant.incidentSummary`, `Tenant.token`, `Query.incident` and `Mutation.updateIncident` one tenant;
+ * - `_entities` stands for the queries a router makes on its behalf: every distinct tenant among its Incident
+ *   representations adds `tenantFanOut` (as `incident(tenantId:)` would), and its Tenant representations'
+ *   per-tenant fields count through the multiplication by the number of representations; the plugin also
+ *   caps it like `incidents(tenantIds:)` ({@link MAX_ENTITY_TENANTS}, {@link MAX_ENTITY_REPRESENTATIONS});
  * - named and inline fragments are followed (a fragment spread twice counts twice; a cycle, which
  *   validation refuses anyway, is cut); `@skip`/`@include` are ignored (everything counts as selected);
  * - a field the schema does not know, and introspection (`__schema`, `__type` and everything below them),
@@ -115,7 +133,7 @@ export interface CostInput {
 export function estimateCost(input: CostInput): number {
   const operation = getOperationAST(input.document, input.operationName ?? undefined);
   if (!operation) return 0;
-  const parts = operationCost(input.schema, input.document, operation, input.variables);
+  const { parts } = operationCost(input.schema, input.document, operation, input.variables);
   return totalCost(parts, input.visibleTenants);
 }
 
@@ -129,7 +147,7 @@ function operationCost(
   document: DocumentNode,
   operation: OperationDefinitionNode,
   rawVariables: Record<string, unknown>,
-): CostParts {
+): { parts: CostParts; entities: EntitiesReach } {
   const root =
     operation.operation === "query"
       ? schema.getQueryType()
@@ -144,7 +162,9 @@ function operationCost(
   for (const definition of document.definitions) {
     if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
   }
-  return new CostWalker(schema, fragments, variables).selectionSet(operation.selectionSet, root ?? undefined, undefined);
+  const walker = new CostWalker(schema, fragments, variables);
+  const parts = walker.selectionSet(operation.selectionSet, root ?? undefined, undefined);
+  return { parts, entities: walker.entities };
 }
 
 /**
@@ -155,6 +175,8 @@ class CostWalker {
   /** Fragment cost at multiplicity 1, by fragment name and the page size its `edges` would take. */
   private readonly memo = new Map<string, CostParts>();
   private readonly active = new Set<string>();
+  /** Filled while walking; fragments are walked once, and what they reach counts once, as a maximum. */
+  readonly entities: EntitiesReach = { representations: 0, tenants: 0 };
 
   constructor(
     private readonly schema: GraphQLSchema,
@@ -212,6 +234,13 @@ class CostWalker {
     const args = this.argumentValues(field, node);
     const cost: CostParts = { fixed: COST_WEIGHTS.field, perVisibleTenant: 0 };
     const tenants = tenantsReached(coordinate, args);
+    if (name === "_entities" && Array.isArray(args.representations)) {
+      // Each Incident representation reaches its tenant, like `incident(tenantId:)` does.
+      const reached = incidentRepresentationTenants(args.representations);
+      cost.fixed += COST_WEIGHTS.tenantFanOut * reached;
+      this.entities.tenants = Math.max(this.entities.tenants, reached);
+      this.entities.representations = Math.max(this.entities.representations, args.representations.length);
+    }
     if (tenants === "visible") cost.perVisibleTenant += COST_WEIGHTS.tenantFanOut;
     else cost.fixed += COST_WEIGHTS.tenantFanOut * tenants;
     if (!node.selectionSet) return cost;
@@ -255,6 +284,24 @@ function tenantsReached(coordinate: string, args: Record<string, unknown>): numb
   if (coordinate === "Query.incidents") return Array.isArray(args.tenantIds) ? args.tenantIds.length : "visible";
   if (coordinate === "Query.tokenDiagnostics") return Array.isArray(args.tenantIds) ? args.tenantIds.length : 0;
   return ONE_TENANT_FIELDS.has(coordinate) ? 1 : 0;
+}
+
+/** BAD_USER_INPUT about `representations`, answered before execution with HTTP 400. */
+function refusedInput(message: string): GraphQLError {
+  return new GraphQLError(message, {
+    extensions: { code: ErrorCode.BAD_USER_INPUT, field: "representations", http: { status: 400 } },
+  });
+}
+
+/** Distinct tenant ids among a representation list's Incident entities (case-insensitive, as ids are). */
+function incidentRepresentationTenants(representations: readonly unknown[]): number {
+  const tenants = new Set<string>();
+  for (const representation of representations) {
+    if (representation === null || typeof representation !== "object") continue;
+    const { __typename, tenantId } = representation as Record<string, unknown>;
+    if (__typename === "Incident") tenants.add(String(tenantId).toLowerCase());
+  }
+  return tenants.size;
 }
 
 function numericDefault(field: GraphQLField<unknown, unknown>, argument: string): number | undefined {
@@ -337,7 +384,13 @@ export function createQueryLimits(options: QueryLimitsOptions): {
           async didResolveOperation({ request, document, operation, schema, contextValue }) {
             // Apollo has already refused a document without the requested operation.
             if (!operation) return;
-            const parts = operationCost(schema, document, operation, request.variables ?? {});
+            const { parts, entities } = operationCost(schema, document, operation, request.variables ?? {});
+            if (entities.representations > MAX_ENTITY_REPRESENTATIONS) {
+              throw refusedInput(`at most ${MAX_ENTITY_REPRESENTATIONS} representations per _entities call`);
+            }
+            if (entities.tenants > MAX_ENTITY_TENANTS) {
+              throw refusedInput(`an _entities call may reach at most ${MAX_ENTITY_TENANTS} tenants through Incident representations`);
+            }
             const visibleTenants = parts.perVisibleTenant > 0 ? await options.visibleTenantCount(contextValue) : 0;
             const cost = totalCost(parts, visibleTenants);
             if (cost > limits.maxCost) {

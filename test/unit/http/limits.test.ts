@@ -201,4 +201,24 @@ describe("estimateCost over a federation subgraph's _entities", () => {
     assert.equal(entities(7, "incidents { totalCount }"), F + 7 * (2 * F + T));
     assert.ok(entities(700, "incidents { totalCount }") > entities(7, "incidents { totalCount }"));
   });
+
+  it("adds one tenant fan-out per distinct tenant of its Incident representations", () => {
+    const schema = buildSchema(`
+      scalar _Any
+      union _Entity = Incident
+      type Query { _entities(representations: [_Any!]!): [_Entity]! }
+      type Incident { incidentId: ID! }
+    `);
+    const costOf = (representations: unknown[]) =>
+      estimateCost({
+        schema,
+        document: parse(`query($r: [_Any!]!) { _entities(representations: $r) { ... on Incident { incidentId } } }`),
+        variables: { r: representations },
+        visibleTenants: 0,
+      });
+    const incident = (tenantId: string, i: number) => ({ __typename: "Incident", tenantId, incidentId: String(i) });
+    assert.equal(costOf([incident("a", 1), incident("a", 2)]), F + 2 * F + T);
+    assert.equal(costOf([incident("a", 1), incident("b", 2), incident("B", 3)]), F + 3 * F + 2 * T);
+    assert.equal(costOf(Array.from({ length: 1000 }, (_, i) => incident(`t${i}`, i))), F + 1000 * F + 1000 * T);
+  });
 });

@@ -26,12 +26,32 @@ export const REDACT_PATHS = [
   '*["x-api-key"]',
 ];
 
+/**
+ * Fields a database driver puts on its errors (PGlite and node-postgres: the statement, its parameters,
+ * where in it the error is): they can carry a caller's input or stored values, so no log line shows them.
+ */
+const DATABASE_ERROR_FIELDS = ["query", "params", "queryOptions", "parameters", "where", "internalQuery"] as const;
+
+/** pino's error serializer, less the database fields, on the error and its causes. */
+export function serializeError(error: unknown): unknown {
+  const serialized = pino.stdSerializers.err(error as Error) as unknown;
+  const strip = (value: unknown, depth: number): void => {
+    if (!value || typeof value !== "object" || depth > 5) return;
+    const record = value as Record<string, unknown>;
+    for (const field of DATABASE_ERROR_FIELDS) delete record[field];
+    strip(record.cause, depth + 1);
+  };
+  strip(serialized, 0);
+  return serialized;
+}
+
 /** The process logger: JSON lines on stdout (or `destination`, for tests that inspect the log). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: "crosswatch" },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    serializers: { err: serializeError, error: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   return destination ? pino(options, destination) : pino(options);

@@ -4,6 +4,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import type { CounterSnapshot, LatencySpec } from "../src/sandbox/context.js";
+import { formatLiveness, measureLiveness, type LivenessResult } from "./liveness.js";
 import { load, type LoadResult } from "./load.js";
 import { measureReplicas, type ReplicasResult } from "./replicas.js";
 import { startChild, type Child } from "./rpc.js";
@@ -188,6 +189,7 @@ const sandboxChild = await startChild("./sandbox-process.ts");
 const results: CaseResult[] = [];
 let registryFirstStart: { storeMs: number; rssAfterStore: number };
 let replicas: ReplicasResult | { skipped: string } | undefined;
+let liveness: LivenessResult | undefined;
 try {
   const sandbox = await sandboxChild.call<SandboxInfo>("start", { tenantCount: maxTenants, incidentsPerTenant: INCIDENTS_PER_TENANT, seed: SEED });
   log(
@@ -206,6 +208,18 @@ try {
       `(RSS of that first start: ${mb(registryFirstStart.rssAfterStore)}) [${elapsed()}]`,
   );
   for (const plan of PLAN.cases) results.push(await runCase(sandbox, registryDir, plan, results));
+  // Liveness under a burst (issue 12): /healthz probed from a process of its own while 500 queries land at once.
+  log(`\nliveness: /healthz during a ${QUICK ? 100 : 500}-query burst [${elapsed()}]`);
+  await sandboxChild.call("setLatency", FIXED);
+  const livenessServer = await startChild("./server-process.ts");
+  try {
+    await livenessServer.call("init", { sandbox, dataDir: registryDir });
+    const app = await livenessServer.call<{ url: string }>("startApp", { freshnessSeconds: 3600 } satisfies AppParams);
+    const ids = sandbox.tenants.slice(0, Math.min(100, maxTenants)).filter((t) => t.readable).map((t) => t.id);
+    liveness = await measureLiveness(app.url, ids, QUICK ? 100 : 500);
+  } finally {
+    await livenessServer.close();
+  }
   log(`\nreplicas on PostgreSQL + Redis [${elapsed()}]`);
   await sandboxChild.call("setLatency", FIXED);
   replicas = await measureReplicas({
@@ -222,8 +236,9 @@ try {
   await rm(registryDir, { recursive: true, force: true });
 }
 report(results);
+if (liveness) log(`\n${formatLiveness(liveness)}`);
 reportReplicas(replicas);
-await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart }, replicas);
+await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart }, replicas, liveness);
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -607,7 +622,12 @@ function reportReplicas(result: ReplicasResult | { skipped: string } | undefined
   );
 }
 
-async function save(cases: CaseResult[], conditions: Record<string, unknown>, replicas?: ReplicasResult | { skipped: string }): Promise<void> {
+async function save(
+  cases: CaseResult[],
+  conditions: Record<string, unknown>,
+  replicas?: ReplicasResult | { skipped: string },
+  liveness?: LivenessResult,
+): Promise<void> {
   let commit = "unknown";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
@@ -625,6 +645,7 @@ async function save(cases: CaseResult[], conditions: Record<string, unknown>, re
     plan: { ...PLAN, incidentsPerTenant: INCIDENTS_PER_TENANT, seed: SEED, latency: { fixed: FIXED, spread: SPREAD } },
     cases,
     replicas: replicas ?? null,
+    liveness: liveness ?? null,
     targets: targets(cases),
   };
   const dir = new URL("./results/", import.meta.url);

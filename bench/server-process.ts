@@ -48,6 +48,8 @@ function config(params: AppParams) {
     PORT: "0",
     LOG_LEVEL: "silent",
     DATA_DIR: "memory://",
+    // Chosen, as it must be on PostgreSQL and on the registry the bench filled before any app opened it.
+    SANDBOX: "true",
     INCIDENT_FRESHNESS_SECONDS: String(params.freshnessSeconds),
     ...(params.shared ? { DATABASE_URL: params.shared.databaseUrl, REDIS_URL: params.shared.redisUrl, REDIS_PREFIX: params.shared.redisPrefix } : {}),
     ...(params.operationTimeoutMs !== undefined ? { OPERATION_TIMEOUT_MS: String(params.operationTimeoutMs) } : {}),

@@ -1,13 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
-import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import fastifyApollo, { fastifyApolloDrainPlugin } from "@as-integrations/fastify";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { Counter, Gauge } from "prom-client";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import { GraphQLError } from "graphql";
 import { ConfigError, type Config } from "./config.js";
+import { enterDeploymentMode } from "./deployment-mode.js";
 import { createAuthenticator } from "./auth/authenticate.js";
 import { CallerAuthError, createEntraCallerVerifier } from "./auth/caller-jwt.js";
 import { readableScope, type Caller } from "./auth/caller.js";
@@ -17,7 +19,7 @@ import { UndiciNetworkClient } from "./auth/network-client.js";
 import { diagnoseToken } from "./auth/token-diagnostics.js";
 import { createTokenProvider, type TokenProvider } from "./auth/token-provider.js";
 import { createIncidentsClients } from "./defender/clients.js";
-import { ErrorCode, formatError } from "./errors.js";
+import { ErrorCode, formatError, withoutSuggestions } from "./errors.js";
 import { MemoryIncidentCache } from "./incidents/incident-cache.js";
 import { createIncidentService, type IncidentService } from "./incidents/incident-service.js";
 import { registerConsentCallback } from "./http/consent-callback.js";
@@ -26,18 +28,20 @@ import { createLoaders } from "./loaders/loaders.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createQueryLimits } from "./http/limits.js";
 import { createMetrics, type Metrics } from "./http/metrics.js";
+import { createAdmission, type AdmissionStats } from "./http/admission.js";
+import { createMetricsServer } from "./http/metrics-server.js";
 import { connectRedis, RedisIncidentCache, RedisRateBudget, RedisRefreshCoordinator } from "./shared/redis-state.js";
-import { operationLogPlugin } from "./http/operation-log.js";
+import { errorForLog, operationLogPlugin } from "./http/operation-log.js";
 import { createLogger } from "./logger.js";
 import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
 import { CallersResolver } from "./resolvers/callers.resolver.js";
-import { ConsentResolver } from "./resolvers/consent.resolver.js";
-import { createEntityReferences } from "./resolvers/entity-references.js";
+import { ConsentResolver, TenantErrorConsentResolver } from "./resolvers/consent.resolver.js";
+import { createEntityReferences, requireServiceSdlAccess } from "./resolvers/entity-references.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "./resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
 import { TenantsResolver } from "./resolvers/tenants.resolver.js";
 import { TokensResolver } from "./resolvers/tokens.resolver.js";
-import { buildCrosswatchSchema } from "./schema/build-schema.js";
+import { buildCrosswatchSchema, noSubscriptionsRule } from "./schema/build-schema.js";
 import { IncidentsBackendKind, ServerInfo, ServerMode } from "./schema/server-info.type.js";
 import { openStore, type Store } from "./store/store.js";
 import { VERSION } from "./version.js";
@@ -50,7 +54,16 @@ export interface App {
   store: Store;
   tokenProvider: TokenProvider;
   incidents: IncidentService;
-  /** Listens on `config.host:config.port` (port 0 picks a free one) and returns the base URL. */
+  /** This app's Prometheus metrics (its own registry). */
+  metrics: Metrics;
+  /** GraphQL operations running and waiting for a slot (admission control), and those refused. */
+  operations(): AdmissionStats;
+  /** Where Prometheus metrics are served once listening (their own listener); undefined with METRICS_PORT=off. */
+  readonly metricsUrl: string | undefined;
+  /**
+   * Listens on `config.host:config.port` (port 0 picks a free one), and metrics on their own listener;
+   * returns the API's base URL.
+   */
   listen(): Promise<string>;
   /** Stops accepting, drains in-flight operations, closes the dispatcher. Safe to call twice. */
   close(): Promise<void>;
@@ -83,7 +96,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     networkClient: new UndiciNetworkClient(dispatcher),
     logger,
   });
-  const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, logger });
+  const failureMemoryMs = config.incidents.failureMemorySeconds * 1000;
+  const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, failureMemoryMs, logger });
   // With Redis, replicas share the per-tenant rate windows, the refresh locks and the incident cache.
   const redis = config.store.redisUrl ? await connectRedis(config.store.redisUrl, logger) : undefined;
   // Bound once metrics exist (they read the clients' budget); attempts before that are not counted.
@@ -102,8 +116,18 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     cache: redis ? new RedisIncidentCache(redis, { prefix: config.store.redisPrefix }) : new MemoryIncidentCache(),
     ...(redis ? { coordinator: new RedisRefreshCoordinator(redis, { prefix: config.store.redisPrefix }) } : {}),
     freshnessMs: config.incidents.freshnessSeconds * 1000,
+    failureMemoryMs,
     logger,
   });
+  /**
+   * Ends what this replica remembers of a tenant's lasting failures, in the token provider and the incident
+   * service. After a consent, tokens issued before it (with the old roles) are dropped too.
+   */
+  const forgetTenantFailures = (tenantId: string, options: { consented?: boolean } = {}) => {
+    if (options.consented) tokenProvider.invalidate(tenantId);
+    tokenProvider.forgetFailures(tenantId);
+    incidents.forgetFailures(tenantId);
+  };
   metrics = createMetrics({ tokenProvider, incidents, budget: clients.budget });
   const appMetrics = metrics;
   const store =
@@ -113,6 +137,15 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       dataDir: config.store.dataDir === "memory://" ? undefined : config.store.dataDir,
     }));
   const ownsStore = deps.store === undefined;
+  // Before anything is seeded or served: the store's recorded mode must be this one (src/deployment-mode.ts).
+  try {
+    await enterDeploymentMode(config, store.deployment);
+  } catch (error) {
+    if (ownsStore) await store.close();
+    await dispatcher.close();
+    redis?.disconnect();
+    throw error;
+  }
   const authenticator = createAuthenticator({
     apiKeys: store.apiKeys,
     entra: config.auth.entra
@@ -151,6 +184,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     clientId: config.credential?.clientId ?? "",
     defenderResource: "https://api.security.microsoft.com",
     defaultRedirectUri: () => `${publicUrl ?? "http://localhost:4000"}/consent/callback`,
+    extraRedirectUris: config.consent.redirectUris,
     stateKey,
     stateTtlSeconds: config.consent.linkTtlSeconds,
   });
@@ -160,12 +194,27 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     // One log line per GraphQL operation is what operators want, not two per HTTP request.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.limits.bodyLimitBytes,
+    // A client gets this long to send a whole request (headers within min(10 s, that)): a slow body holds
+    // nothing for minutes. Node checks these on an interval, so it runs at a quarter of the headers bound.
+    // The socket's idle timeout outlasts a request plus its operation, so it only ends abandoned sockets.
+    requestTimeout: config.http.requestTimeoutMs,
+    connectionTimeout: config.http.requestTimeoutMs + config.incidents.operationTimeoutMs + 10_000,
+    http: {
+      requestTimeout: config.http.requestTimeoutMs,
+      headersTimeout: config.http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(25, Math.min(1_000, Math.floor(config.http.headersTimeoutMs / 4))),
+    },
     // Honour a caller's request id when it is a plain token, so logs correlate across a gateway.
     genReqId: (request) => {
       const header = request.headers["x-request-id"];
       return typeof header === "string" && REQUEST_ID.test(header) ? header : randomUUID();
     },
     forceCloseConnections: "idle",
+  });
+  // Liveness first, before every other hook: a probe never waits behind authentication or GraphQL work.
+  const health = { status: "ok", mode: config.mode, version: VERSION };
+  fastify.addHook("onRequest", async (request, reply) => {
+    if (request.method === "GET" && request.url === "/healthz") return reply.send(health);
   });
   let closing = false;
   fastify.addHook("onSend", async (request, reply) => {
@@ -188,9 +237,18 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   });
   const resolvers = new Map<unknown, unknown>([
     [ServerInfoResolver, new ServerInfoResolver(info)],
-    [TenantsResolver, new TenantsResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
+    [
+      TenantsResolver,
+      new TenantsResolver({
+        tenants: store.tenants,
+        links,
+        defaultBackend: config.upstream.defaultBackend,
+        onTenantChanged: (tenantId) => forgetTenantFailures(tenantId),
+      }),
+    ],
     [ConsentResolver, new ConsentResolver(links)],
-    [TokensResolver, new TokensResolver({ tenants: store.tenants, links, defaultBackend: config.upstream.defaultBackend })],
+    [TenantErrorConsentResolver, new TenantErrorConsentResolver(links)],
+    [TokensResolver, new TokensResolver({ tenants: store.tenants, defaultBackend: config.upstream.defaultBackend })],
     [IncidentsResolver, incidentsResolver],
     [TenantIncidentsResolver, new TenantIncidentsResolver(incidentsResolver)],
     [CallersResolver, new CallersResolver({ apiKeys: store.apiKeys, audit: store.audit })],
@@ -204,6 +262,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       },
     },
     createEntityReferences({ defaultBackend: config.upstream.defaultBackend }),
+    // The subgraph SDL is the whole schema: open when introspection is, else for ADMIN over every tenant.
+    config.limits.introspection ? {} : { authorizeService: requireServiceSdlAccess },
   );
 
   const queryLimits = createQueryLimits({
@@ -218,7 +278,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     schema,
     // Apollo's own notices (e.g. inline tracing enabled for a subgraph) go to our log, not the console.
     logger,
-    formatError,
+    // Outside the sandbox no error names what the caller did not ask for (variable coercion included).
+    formatError: config.mode === "azure" ? (formatted, error) => withoutSuggestions(formatError(formatted, error)) : formatError,
     includeStacktraceInErrorResponses: false,
     introspection: config.limits.introspection,
     // No "Did you mean …?" outside the sandbox: it would describe the schema to anyone probing it.
@@ -228,7 +289,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     // main.ts owns SIGTERM/SIGINT (drain, then close pools); Apollo's own handler would stop it mid-drain.
     stopOnTerminationSignals: false,
     parseOptions: queryLimits.parseOptions,
-    validationRules: queryLimits.validationRules,
+    validationRules: [...queryLimits.validationRules, noSubscriptionsRule],
     plugins: [
       appMetrics.plugin(),
       operationLogPlugin(),
@@ -236,12 +297,15 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       fastifyApolloDrainPlugin(fastify),
       // Apollo's default landing page loads from a CDN; the offline GraphiQL page replaces it.
       ApolloServerPluginLandingPageDisabled(),
+      // Apollo installs inline tracing for every subgraph schema: per-field timings to anyone who sends
+      // `apollo-federation-include-trace: ftv1`. Only when FEDERATION_TRACING is on (sandbox default).
+      ...(config.limits.federationTracing ? [] : [ApolloServerPluginInlineTraceDisabled()]),
       errorLoggingPlugin(),
     ],
   });
   await apollo.start();
 
-  fastify.get("/healthz", async () => ({ status: "ok", mode: config.mode, version: VERSION }));
+  fastify.get("/healthz", async () => health);
   // Ready when the store answers: a load balancer stops sending requests to a replica that cannot serve them.
   fastify.get("/readyz", async (_request, reply) => {
     const checks: Record<string, boolean> = { store: await store.db.ping().catch(() => false) };
@@ -249,18 +313,23 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     const ready = Object.values(checks).every(Boolean);
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
-  fastify.get("/metrics", async (_request, reply) => {
-    reply.header("content-type", appMetrics.registry.contentType);
-    return appMetrics.registry.metrics();
-  });
+  // Metrics name every customer tenant: served on a listener of their own (METRICS_PORT), never here.
+  const metricsServer = config.metrics
+    ? createMetricsServer({ registry: appMetrics.registry, ...config.metrics, logger })
+    : undefined;
+  let metricsUrl: string | undefined;
   registerConsentCallback(fastify, {
     links,
     nonces: store.consentNonces,
     tenants: store.tenants,
-    audit: (record) => audit(CONSENT_CALLBACK_ACTOR, null, record),
+    // Under the caller that minted the link (bound in its signed state); the callback notes that the customer's admin answered.
+    audit: (minter, requestId, record) => audit({ ...minter, grants: [] }, requestId, record),
+    onRejected: (reason) => appMetrics.observeConsentRejection(reason),
+    ratePerMinute: config.consent.callbackRatePerMinute,
+    onConsentGranted: (tenantId) => forgetTenantFailures(tenantId, { consented: true }),
     async verifyTenant(tenantId) {
       const tenant = await store.tenants.get(tenantId);
-      const diagnosis = await diagnoseToken(tokenProvider, tenantId, tenant?.backend ?? config.upstream.defaultBackend);
+      const diagnosis = await diagnoseToken(tokenProvider, tenantId, tenant?.backend ?? config.upstream.defaultBackend, { recheck: true });
       if (diagnosis.error && diagnosis.error.code !== "MISSING_ROLE") {
         return { ok: false, code: diagnosis.error.code, message: diagnosis.error.message, hint: diagnosis.error.hint };
       }
@@ -270,34 +339,77 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   });
   // Before the GraphQL route: a browser opening /graphql gets GraphiQL (served from installed packages only).
   registerGraphiQL(fastify, { endpoint: "/graphql" });
-  await fastify.register(fastifyApollo(apollo), {
-    path: "/graphql",
-    context: async (request) => {
-      // Who is calling, before anything else: a refused caller costs no parsing, no store and no upstream call.
-      let caller: Caller;
+  const admission = createAdmission({
+    maxConcurrent: config.http.maxConcurrentOperations,
+    maxQueued: config.http.maxQueuedOperations,
+    // Waiting longer would leave the operation little of its own deadline.
+    maxWaitMs: config.incidents.operationTimeoutMs,
+  });
+  observeAdmission(appMetrics, () => admission.stats());
+  fastify.server.on("connection", () => admission.noteConnection());
+  /** Callers authenticated in the onRequest hook, for the GraphQL context of the same request. */
+  const callers = new WeakMap<FastifyRequest, Caller>();
+  await fastify.register(async (graphql) => {
+    // Before the body is read (GraphiQL's page, a root hook, is answered before this one):
+    // - who is calling: a refused caller's body is never parsed (Node discards it unread), so an
+    //   unauthenticated client cannot make the server parse megabytes;
+    // - admission: at most MAX_CONCURRENT_OPERATIONS run, MAX_QUEUED_OPERATIONS wait, the rest get 503.
+    graphql.addHook("onRequest", async (request, reply) => {
+      if (request.method !== "POST" && request.method !== "GET") return;
+      let release: (() => void) | undefined;
+      const abandoned = new AbortController();
+      // Finished or cut off: the slot goes to the next waiter; a waiter whose client left leaves the queue.
+      reply.raw.once("close", () => {
+        abandoned.abort();
+        release?.();
+      });
       try {
-        caller = await authenticator.authenticate(request.headers);
+        callers.set(request, await authenticator.authenticate(request.headers));
       } catch (error) {
-        throw authError(error, logger.child({ requestId: request.id }));
+        return sendGraphQLError(reply, authError(error, logger.child({ requestId: request.id })));
       }
-      // One deadline per operation: every token and upstream wait of this request ends by then.
-      const deadline = Date.now() + config.incidents.operationTimeoutMs;
-      const signal = AbortSignal.timeout(config.incidents.operationTimeoutMs);
-      // Every tenant's wait listens on this one signal: a 1,000-tenant query adds 1,000 listeners.
-      setMaxListeners(0, signal);
-      return {
-        requestId: request.id,
-        logger: logger.child({ requestId: request.id, caller: `${caller.kind}:${caller.id}` }),
-        caller,
-        loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, {
-          signal,
-          deadline,
-          onTenantLoads: (results) => appMetrics.observeTenantLoads(results),
-        }),
-        operation: { signal, deadline },
-        audit: (record) => audit(caller, request.id, record),
-      };
-    },
+      const admitted = await admission.acquire(abandoned.signal);
+      if (admitted.admitted && abandoned.signal.aborted) admitted.release();
+      if (abandoned.signal.aborted) return reply.hijack();
+      if (!admitted.admitted) {
+        return sendGraphQLError(
+          reply,
+          new GraphQLError("the server is busy: too many operations in progress, retry in a moment", {
+            extensions: { code: ErrorCode.SERVER_BUSY, http: { status: 503, headers: new Map([["retry-after", "1"]]) } },
+          }),
+        );
+      }
+      release = admitted.release;
+    });
+    await graphql.register(fastifyApollo(apollo), {
+      path: "/graphql",
+      context: async (request) => {
+        // Authenticated in the onRequest hook, before the body was read (this lookup is a fallback only).
+        let caller: Caller;
+        try {
+          caller = callers.get(request) ?? (await authenticator.authenticate(request.headers));
+        } catch (error) {
+          throw authError(error, logger.child({ requestId: request.id }));
+        }
+        // One deadline per operation: every token and upstream wait of this request ends by then.
+        const deadline = Date.now() + config.incidents.operationTimeoutMs;
+        const signal = AbortSignal.timeout(config.incidents.operationTimeoutMs);
+        // Every tenant's wait listens on this one signal: a 1,000-tenant query adds 1,000 listeners.
+        setMaxListeners(0, signal);
+        return {
+          requestId: request.id,
+          logger: logger.child({ requestId: request.id, caller: `${caller.kind}:${caller.id}` }),
+          caller,
+          loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, {
+            signal,
+            deadline,
+            onTenantLoads: (results) => appMetrics.observeTenantLoads(results),
+          }),
+          operation: { signal, deadline },
+          audit: (record) => audit(caller, request.id, record),
+        };
+      },
+    });
   });
 
   let closed = false;
@@ -308,8 +420,22 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     store,
     tokenProvider,
     incidents,
+    metrics: appMetrics,
+    operations: () => admission.stats(),
+    get metricsUrl() {
+      return metricsUrl;
+    },
     async listen() {
       await fastify.listen({ host: config.host, port: config.port });
+      if (metricsServer) {
+        metricsUrl = await metricsServer.listen().catch(async (error: unknown) => {
+          await fastify.close();
+          throw error;
+        });
+        if (config.metrics?.token === undefined && !isLoopback(config.metrics!.host)) {
+          logger.warn({ metricsUrl }, "metrics listen beyond loopback without METRICS_TOKEN: anyone who reaches that port sees every tenant's id");
+        }
+      }
       const address = fastify.server.address();
       if (!address || typeof address === "string") throw new Error("server is not listening on a TCP port");
       const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
@@ -321,7 +447,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       if (closed) return;
       closed = true;
       closing = true;
-      await fastify.close();
+      admission.close();
+      await Promise.all([fastify.close(), metricsServer?.close()]);
       logger.debug("http server closed: operations drained");
       await apollo.stop();
       await dispatcher.close();
@@ -332,9 +459,6 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     },
   };
 }
-
-/** The actor of consent events: the customer's admin, known only through the signed state it brought back. */
-const CONSENT_CALLBACK_ACTOR: Caller = { kind: "ANONYMOUS", id: "consent-callback", name: "customer administrator (consent callback)", grants: [] };
 
 const AUTH_STATUS = { UNAUTHENTICATED: 401, FORBIDDEN: 403, AUTH_UNAVAILABLE: 503 } as const;
 
@@ -357,6 +481,54 @@ function authError(error: unknown, logger: Logger): GraphQLError {
   });
 }
 
+/**
+ * Answers a refusal made before Apollo saw the request exactly as Apollo answers one from the context:
+ * the status and headers of `extensions.http`, and `{ errors: [{ message, extensions: { code } }] }`.
+ */
+function sendGraphQLError(reply: FastifyReply, error: GraphQLError): FastifyReply {
+  const http = error.extensions.http as { status: number; headers?: Map<string, string> };
+  for (const [name, value] of http.headers ?? []) reply.header(name, value);
+  return reply
+    .code(http.status)
+    .type("application/json; charset=utf-8")
+    // Apollo ends its JSON bodies with a newline.
+    .send(`${JSON.stringify({ errors: [{ message: error.message, extensions: { code: error.extensions.code } }] })}\n`);
+}
+
+/** Admission control in the app's registry: operations running and waiting, and those refused. */
+function observeAdmission(metrics: Metrics, stats: () => AdmissionStats): void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: "crosswatch_graphql_operations_in_flight",
+    help: "GraphQL operations admitted and running",
+    registers,
+    collect() {
+      this.set(stats().inFlight);
+    },
+  });
+  new Gauge({
+    name: "crosswatch_graphql_operations_queued",
+    help: "GraphQL operations waiting for a slot (MAX_CONCURRENT_OPERATIONS)",
+    registers,
+    collect() {
+      this.set(stats().queued);
+    },
+  });
+  new Counter({
+    name: "crosswatch_graphql_operations_refused_total",
+    help: "GraphQL operations answered 503 because the queue was full or their wait for a slot ran out",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats().refused);
+    },
+  });
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
 function isLoopbackOrAny(address: string): boolean {
   return address === "::" || address === "0.0.0.0" || address === "::1" || address.startsWith("127.");
 }
@@ -369,11 +541,12 @@ function errorLoggingPlugin(): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart() {
       return {
-        async didEncounterErrors({ contextValue, errors }) {
+        async didEncounterErrors({ contextValue, errors, request, document }) {
           for (const error of errors) {
             const code = error.extensions?.code;
             if (code === undefined || code === ErrorCode.INTERNAL_SERVER_ERROR) {
-              contextValue.logger.error({ err: error.originalError ?? error }, "unhandled error in operation");
+              // Without the operation's argument values, should the error quote them.
+              contextValue.logger.error({ err: errorForLog(error.originalError ?? error, request, document) }, "unhandled error in operation");
             }
           }
         },

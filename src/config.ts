@@ -31,6 +31,11 @@ const commaList = z.preprocess(
     .transform((v) => (v === undefined ? [] : v.split(",").map((s) => s.trim()).filter((s) => s.length > 0))),
 );
 
+/** Absolute http(s) URLs, comma-separated, without a fragment (Entra refuses reply URLs with one). */
+const urlList = commaList.pipe(
+  z.array(z.url({ protocol: /^https?$/, error: "must be absolute http(s) URLs, comma-separated" }).refine((u) => !u.includes("#"), "must not carry a #fragment")),
+);
+
 const roleName = z.enum(CALLER_ROLES);
 /** One app role's grant in AUTH_ENTRA_ROLE_MAP: a role and the tenants it covers, stated explicitly. */
 const grantSchema = z
@@ -71,6 +76,15 @@ const roleMapSchema = z.preprocess(
 const envSchema = z.object({
   PORT: int(4000, 0, 65_535),
   HOST: z.preprocess(emptyAsUndefined, z.string().default("127.0.0.1")),
+  METRICS_PORT: z.preprocess(
+    emptyAsUndefined,
+    z.union([z.literal("off"), z.coerce.number().int().min(0).max(65_535)], { error: "must be a port (0 to 65535) or off" }).optional(),
+  ),
+  METRICS_HOST: z.preprocess(emptyAsUndefined, z.string().default("127.0.0.1")),
+  METRICS_TOKEN: z.preprocess(emptyAsUndefined, z.string().min(32, "must be at least 32 characters").optional()),
+  REQUEST_TIMEOUT_MS: int(10_000, 100, 600_000),
+  MAX_CONCURRENT_OPERATIONS: int(32, 1, 10_000),
+  MAX_QUEUED_OPERATIONS: int(256, 0, 100_000),
   LOG_LEVEL: z.preprocess(
     emptyAsUndefined,
     z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -104,7 +118,10 @@ const envSchema = z.object({
     z.string().min(32, "must be at least 32 characters (shared by every replica)").optional(),
   ),
   CONSENT_LINK_TTL_SECONDS: int(7 * 86_400, 60, 30 * 86_400),
+  CONSENT_REDIRECT_URIS: urlList,
+  CONSENT_CALLBACK_RATE_PER_MINUTE: int(30, 1, 100_000),
   INCIDENT_FRESHNESS_SECONDS: int(30, 0, 3600),
+  TENANT_FAILURE_MEMORY_SECONDS: int(60, 0, 3600),
   OPERATION_TIMEOUT_MS: int(20_000, 100, 300_000),
   AUTH_ANONYMOUS: bool,
   AUTH_ENTRA_AUDIENCE: commaList,
@@ -112,12 +129,14 @@ const envSchema = z.object({
   AUTH_ENTRA_ROLE_MAP: roleMapSchema,
   AUTH_ENTRA_CLOCK_TOLERANCE_SECONDS: int(30, 0, 60),
   INTROSPECTION: bool,
+  FEDERATION_TRACING: bool,
   LIMIT_MAX_DEPTH: int(12, 2, 100),
   LIMIT_MAX_ALIASES: int(30, 0, 1000),
   LIMIT_MAX_DIRECTIVES: int(20, 0, 1000),
   LIMIT_MAX_TOKENS: int(5000, 100, 1_000_000),
   LIMIT_MAX_COST: int(50_000, 100, 100_000_000),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
+  SANDBOX: bool,
   SANDBOX_SEED: int(42, 0, 2 ** 31 - 1),
   SANDBOX_TENANTS: int(13, 1, 1000),
   SANDBOX_INCIDENTS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(1000).optional()),
@@ -137,6 +156,20 @@ export interface Config {
   mode: "sandbox" | "azure";
   port: number;
   host: string;
+  http: {
+    /**
+     * Time to receive a whole request, headers and body (then 408 and the connection closed). Not the
+     * operation: that is bounded by `incidents.operationTimeoutMs`, once the body has arrived.
+     */
+    requestTimeoutMs: number;
+    /** Time to receive the request headers: min(10 s, requestTimeoutMs). */
+    headersTimeoutMs: number;
+    /** GraphQL operations running at once; more wait in a queue of `maxQueuedOperations`, then 503. */
+    maxConcurrentOperations: number;
+    maxQueuedOperations: number;
+  };
+  /** Prometheus metrics, on a listener of their own (never the API's); undefined: METRICS_PORT=off. */
+  metrics: { host: string; port: number; token: string | undefined } | undefined;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** Undefined in sandbox mode until the sandbox has started and registered its own app. */
   credential: AppCredential | undefined;
@@ -163,12 +196,21 @@ export interface Config {
     /** HMAC key of consent states; random per process when unset (links then die with the process). */
     stateSecret: string | undefined;
     linkTtlSeconds: number;
+    /** Redirect URIs a consent link may name besides `${publicUrl}/consent/callback` (exact match). */
+    redirectUris: string[];
+    /** `/consent/callback` requests one client address may make per minute (then 429). */
+    callbackRatePerMinute: number;
   };
   incidents: {
     /** Within this age a tenant's cached incidents are served with no upstream call. */
     freshnessSeconds: number;
     /** Deadline of one GraphQL operation; a slow tenant is reported, not waited for. */
     operationTimeoutMs: number;
+    /**
+     * How long a tenant's lasting failure (no consent, role missing, tenant unknown, credential refused) is
+     * answered again without any token request or upstream call; 0 asks every time. Per replica.
+     */
+    failureMemorySeconds: number;
   };
   auth: {
     /** Requests without credentials act as an admin over every tenant: sandbox only. */
@@ -185,8 +227,18 @@ export interface Config {
     maxCost: number;
     bodyLimitBytes: number;
     introspection: boolean;
+    /**
+     * Answer `apollo-federation-include-trace: ftv1` with per-field timings (Apollo's inline trace for a
+     * gateway's usage reporting). Default on in the sandbox only: the timings describe the schema and the backends.
+     */
+    federationTracing: boolean;
   };
   sandbox: {
+    /**
+     * SANDBOX=true: sandbox mode was chosen, not inferred from a missing AZURE_CLIENT_ID. Needed to run the
+     * sandbox on DATABASE_URL or on a store that holds data but no recorded mode (src/deployment-mode.ts).
+     */
+    chosen: boolean;
     seed: number;
     tenantCount: number;
     incidentsPerTenant: number | undefined;
@@ -250,6 +302,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push("AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH need AZURE_CLIENT_ID");
   }
   const mode = e.AZURE_CLIENT_ID ? "azure" : "sandbox";
+  // Sandbox mode makes anyone an admin: it must be chosen, never fallen into because a secret failed to load.
+  // What the store says (and DATABASE_URL without SANDBOX=true) is checked at start-up: src/deployment-mode.ts.
+  if (e.SANDBOX === true && e.AZURE_CLIENT_ID) {
+    problems.push("SANDBOX=true and AZURE_CLIENT_ID are both set: unset one (the sandbox uses its own emulated app)");
+  } else if (e.SANDBOX === false && !e.AZURE_CLIENT_ID) {
+    problems.push("AZURE_CLIENT_ID is unset and SANDBOX=false: set AZURE_CLIENT_ID and its credential (did a secret fail to load?)");
+  }
+  // Metrics name every customer tenant: never on the API's own listener.
+  const metricsPort = e.METRICS_PORT ?? (e.PORT === 0 ? 0 : 9464);
+  if (metricsPort !== "off" && metricsPort !== 0 && metricsPort === e.PORT) {
+    problems.push("METRICS_PORT: must differ from PORT (metrics are never served beside the API); off disables them");
+  }
   if (mode === "azure" && e.AUTH_ANONYMOUS === true) {
     problems.push("AUTH_ANONYMOUS: only the sandbox may run without caller authentication");
   }
@@ -273,6 +337,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mode,
     port: e.PORT,
     host: e.HOST,
+    http: {
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: Math.min(10_000, e.REQUEST_TIMEOUT_MS),
+      maxConcurrentOperations: e.MAX_CONCURRENT_OPERATIONS,
+      maxQueuedOperations: e.MAX_QUEUED_OPERATIONS,
+    },
+    metrics: metricsPort === "off" ? undefined : { host: e.METRICS_HOST, port: metricsPort, token: e.METRICS_TOKEN },
     logLevel: e.LOG_LEVEL,
     credential,
     upstream: {
@@ -287,8 +358,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
       stateSecret: e.CONSENT_STATE_SECRET,
       linkTtlSeconds: e.CONSENT_LINK_TTL_SECONDS,
+      redirectUris: e.CONSENT_REDIRECT_URIS,
+      callbackRatePerMinute: e.CONSENT_CALLBACK_RATE_PER_MINUTE,
     },
-    incidents: { freshnessSeconds: e.INCIDENT_FRESHNESS_SECONDS, operationTimeoutMs: e.OPERATION_TIMEOUT_MS },
+    incidents: {
+      freshnessSeconds: e.INCIDENT_FRESHNESS_SECONDS,
+      operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
+      failureMemorySeconds: e.TENANT_FAILURE_MEMORY_SECONDS,
+    },
     auth: { anonymous: e.AUTH_ANONYMOUS ?? mode === "sandbox", entra },
     limits: {
       maxDepth: e.LIMIT_MAX_DEPTH,
@@ -298,8 +375,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCost: e.LIMIT_MAX_COST,
       bodyLimitBytes: e.BODY_LIMIT_BYTES,
       introspection: e.INTROSPECTION ?? mode === "sandbox",
+      federationTracing: e.FEDERATION_TRACING ?? mode === "sandbox",
     },
     sandbox: {
+      chosen: e.SANDBOX === true,
       seed: e.SANDBOX_SEED,
       tenantCount: e.SANDBOX_TENANTS,
       incidentsPerTenant: e.SANDBOX_INCIDENTS,

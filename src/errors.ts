@@ -22,6 +22,8 @@ export enum ErrorCode {
   AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE",
   /** The operation's estimated cost is above the limit (HTTP 400). */
   COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED",
+  /** Too many operations running and waiting (HTTP 503 with Retry-After). */
+  SERVER_BUSY = "SERVER_BUSY",
   INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR",
 }
 
@@ -48,6 +50,20 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
     ...(formatted.path ? { path: formatted.path } : {}),
     extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
   };
+}
+
+/** graphql-js's suggestion suffix (" Did you mean "x"?", " Did you mean the enum value "Y"?"), to the end. */
+const SUGGESTION = /\s*Did you mean\b[\s\S]*$/;
+
+/**
+ * A formatted error without graphql-js's "Did you mean …?" suggestions, which name fields, input fields,
+ * enum values and types a caller did not ask for. Outside the sandbox every error passes through this:
+ * Apollo's `hideSchemaDetailsFromClientErrors` strips them from validation errors only, not from variable
+ * coercion or execution errors.
+ */
+export function withoutSuggestions(formatted: GraphQLFormattedError): GraphQLFormattedError {
+  const message = formatted.message.replace(SUGGESTION, "");
+  return message === formatted.message ? formatted : { ...formatted, message };
 }
 
 /** The never-branch of exhaustive switches. */

@@ -18,11 +18,14 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const runtime = await startRuntime(config, { logger });
   const graphqlUrl = `${runtime.url}/graphql`;
+  // Where Prometheus scrapes: a listener of its own (METRICS_PORT), never the API's.
+  const metricsUrl = runtime.app.metricsUrl ?? "off";
   if (runtime.sandbox) {
     logger.info(
       {
         mode: "sandbox",
         graphqlUrl,
+        metricsUrl,
         sandboxUrl: runtime.sandbox.url,
         sandboxTenants: runtime.sandbox.tenants.length,
         sandboxClientId: runtime.sandbox.clientId,
@@ -40,7 +43,7 @@ async function main(): Promise<void> {
       "sandbox tenants (first 20; all at GET /_sandbox/tenants on the sandbox URL)",
     );
   } else {
-    logger.info({ mode: "azure", graphqlUrl }, `Crosswatch listening. GraphQL: ${graphqlUrl}`);
+    logger.info({ mode: "azure", graphqlUrl, metricsUrl }, `Crosswatch listening. GraphQL: ${graphqlUrl}`);
   }
 
   let stopping = false;

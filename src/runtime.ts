@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { createApp, type App } from "./app.js";
 import { DEFAULT_ROLE_MAP, type Config } from "./config.js";
+import { checkSandboxChoice } from "./deployment-mode.js";
 import { startSandbox, type Sandbox } from "./sandbox/sandbox.js";
 import { SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID } from "./sandbox/tokens.js";
 
@@ -22,6 +23,8 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
   let sandbox: Sandbox | undefined;
   let effective = config;
   if (config.mode === "sandbox") {
+    // Chosen, not fallen into: refused before the emulator starts (the store's own record is checked in createApp).
+    checkSandboxChoice(config);
     sandbox = await startSandbox({
       seed: config.sandbox.seed,
       tenantCount: config.sandbox.tenantCount,
@@ -40,7 +43,13 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
     await sandbox?.close();
     throw error;
   }
-  if (sandbox) await registerSandboxTenants(app, sandbox);
+  if (sandbox) {
+    await registerSandboxTenants(app, sandbox).catch(async (error: unknown) => {
+      await app.close();
+      await sandbox?.close();
+      throw error;
+    });
+  }
   const url = await app.listen().catch(async (error: unknown) => {
     await app.close();
     await sandbox?.close();
@@ -60,9 +69,14 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
 /**
  * First start in sandbox mode: registers the sandbox's tenants with their names and tags, consented ones as
  * GRANTED and the Graph-only one with a Graph backend override. Tenants already registered are left alone,
- * so what a user changed survives a restart.
+ * so what a user changed survives a restart. Only into a store recorded as a sandbox store (createApp
+ * recorded or checked that already; this is the last guard against seeding a production registry).
  */
 async function registerSandboxTenants(app: App, sandbox: Sandbox): Promise<void> {
+  const deployment = await app.store.deployment.get();
+  if (deployment?.mode !== "sandbox") {
+    throw new Error("refusing to register sandbox tenants: the store is not recorded as a sandbox store");
+  }
   await app.store.tenants.registerMissing(
     sandbox.tenants.map((t) => ({
       id: t.id,

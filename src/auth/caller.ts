@@ -28,7 +28,8 @@ export interface Grant {
   scope: TenantScope;
 }
 
-export type CallerKind = "ANONYMOUS" | "API_KEY" | "ENTRA" | "CLI";
+export const CALLER_KINDS = ["ANONYMOUS", "API_KEY", "ENTRA", "CLI"] as const;
+export type CallerKind = (typeof CALLER_KINDS)[number];
 
 export interface Caller {
   kind: CallerKind;
@@ -68,6 +69,16 @@ export function permits(caller: Caller, permission: TenantPermission, tenant: Sc
  */
 export function permitsEverywhere(caller: Caller, role: CallerRole): boolean {
   return caller.grants.some((grant) => roleRank(grant.role) >= roleRank(role) && grant.scope.allTenants);
+}
+
+/**
+ * Whether the caller may mint a consent link: the one rule for every way a link is made (`consentLink`,
+ * `Tenant.consentLink`, the link in a tenant error). Answering a link changes the tenant's consent state,
+ * so it needs ADMIN over that tenant; for a tenant not registered (or visible) yet, and for a link any
+ * tenant's admin may use (`tenant` undefined), ADMIN over every tenant.
+ */
+export function permitsConsentLink(caller: Caller, tenant: ScopedTenant | undefined): boolean {
+  return tenant ? permits(caller, "manage", tenant) : permitsEverywhere(caller, "ADMIN");
 }
 
 /** The highest role among the caller's grants (for display), or undefined for a caller with none. */

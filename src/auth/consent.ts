@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { CALLER_KINDS, type CallerKind } from "./caller.js";
 
 export type ConsentFlow = "ADMIN_CONSENT" | "LEGACY_V1";
 
@@ -28,6 +29,17 @@ export const REQUIRED_PERMISSIONS: readonly ConsentPermission[] = [
   { resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All", description: "Read and write all security incidents (Microsoft Graph)" },
 ];
 
+/**
+ * Who minted a link: the caller a consent callback is audited under, since the customer's admin who answers
+ * is known to Crosswatch only through the state it brings back. Identifiers only (a key's id and name, a
+ * token's `oid` and display name), never a credential: the state is signed, not encrypted.
+ */
+export interface ConsentLinkMinter {
+  kind: CallerKind;
+  id: string;
+  name: string;
+}
+
 export interface ConsentLinkOptions {
   authorityHost: string;
   clientId: string;
@@ -35,6 +47,8 @@ export interface ConsentLinkOptions {
   defenderResource: string;
   /** Where Entra sends the admin back: Crosswatch's `/consent/callback` (known once the server listens). */
   defaultRedirectUri: () => string;
+  /** Further redirect URIs a link may name (CONSENT_REDIRECT_URIS); the default one is always allowed. */
+  extraRedirectUris?: readonly string[];
   /** HMAC key of the state (shared by all replicas so any of them can take the callback). */
   stateKey: Uint8Array;
   /** How long a link's state is accepted. */
@@ -62,14 +76,18 @@ export interface ConsentState {
   tenantId: string | null;
   redirectUri: string;
   expiresAt: Date;
+  /** The caller that minted the link. */
+  minter: ConsentLinkMinter;
 }
 
 const STATE_AUDIENCE = "crosswatch:consent-callback";
 
 /**
  * Builds consent links and signs/verifies their `state`. The state is an HS256 JWT (jose) naming the
- * tenant, the redirect URI and a single-use nonce, so a callback can prove the link came from us, is
- * fresh, and answers for the tenant it was made for. Single use is enforced by the caller's nonce store.
+ * tenant, the redirect URI, the minting caller and a single-use nonce, so a callback can prove the link
+ * came from us, is fresh, answers for the tenant it was made for, and whom to audit it under. Single use
+ * is enforced by the caller's nonce store. Who may mint a link is the resolvers' decision
+ * (`permitsConsentLink`); which redirect URIs a link may name is decided here.
  */
 export class ConsentLinks {
   constructor(private readonly options: ConsentLinkOptions) {}
@@ -78,7 +96,21 @@ export class ConsentLinks {
     return this.options.now?.() ?? Date.now();
   }
 
-  async create(input: { flow: ConsentFlow; tenantId?: string | undefined; redirectUri?: string | undefined }): Promise<ConsentLinkResult> {
+  /** The redirect URIs a link may name: the default callback and CONSENT_REDIRECT_URIS, compared exactly. */
+  allowedRedirectUris(): string[] {
+    return [...new Set([this.options.defaultRedirectUri(), ...(this.options.extraRedirectUris ?? [])])];
+  }
+
+  isAllowedRedirectUri(uri: string): boolean {
+    return this.allowedRedirectUris().includes(uri);
+  }
+
+  async create(input: {
+    flow: ConsentFlow;
+    tenantId?: string | undefined;
+    redirectUri?: string | undefined;
+    minter: ConsentLinkMinter;
+  }): Promise<ConsentLinkResult> {
     const authority = this.options.authorityHost;
     if (input.flow === "LEGACY_V1") {
       // Exactly the partner-access page's link: no state, no redirect URI (the app's registered one is used).
@@ -89,9 +121,12 @@ export class ConsentLinks {
     }
     const tenantId = input.tenantId ?? null;
     const redirectUri = input.redirectUri ?? this.options.defaultRedirectUri();
+    // Resolvers refuse a foreign redirect URI as bad input first; this guards any other path.
+    if (!this.isAllowedRedirectUri(redirectUri)) throw new Error("consent link redirect URI is not on the allow-list");
     const issuedAt = Math.floor(this.now() / 1000);
     const exp = issuedAt + this.options.stateTtlSeconds;
-    const state = await new SignJWT({ tid: tenantId, ru: redirectUri })
+    const by = { k: input.minter.kind, i: input.minter.id.slice(0, 200), n: input.minter.name.slice(0, 200) };
+    const state = await new SignJWT({ tid: tenantId, ru: redirectUri, by })
       .setProtectedHeader({ alg: "HS256" })
       .setJti(randomBytes(16).toString("base64url"))
       .setAudience(STATE_AUDIENCE)
@@ -132,12 +167,23 @@ export class ConsentLinks {
       throw new ConsentStateError("STATE_INVALID", "this consent answer does not carry a state Crosswatch issued", { cause: error });
     }
     const tenantId = typeof payload.tid === "string" ? payload.tid : null;
-    if (typeof payload.jti !== "string" || typeof payload.ru !== "string" || typeof payload.exp !== "number") {
+    const minter = minterOf(payload.by);
+    // A state without its minter predates the consent-link rule (any reader could mint one then): refused.
+    if (typeof payload.jti !== "string" || typeof payload.ru !== "string" || typeof payload.exp !== "number" || !minter) {
       throw new ConsentStateError("STATE_INVALID", "this consent answer does not carry a state Crosswatch issued");
     }
     if (tenantId && reportedTenantId && tenantId !== reportedTenantId.toLowerCase()) {
       throw new ConsentStateError("STATE_TENANT_MISMATCH", "the consent came back for another tenant than the link was made for");
     }
-    return { nonce: payload.jti, tenantId, redirectUri: payload.ru, expiresAt: new Date(payload.exp * 1000) };
+    return { nonce: payload.jti, tenantId, redirectUri: payload.ru, expiresAt: new Date(payload.exp * 1000), minter };
   }
+}
+
+function minterOf(claim: unknown): ConsentLinkMinter | undefined {
+  if (typeof claim !== "object" || claim === null) return undefined;
+  const { k, i, n } = claim as Record<string, unknown>;
+  if (typeof k !== "string" || !(CALLER_KINDS as readonly string[]).includes(k) || typeof i !== "string" || typeof n !== "string") {
+    return undefined;
+  }
+  return { kind: k as CallerKind, id: i, name: n };
 }

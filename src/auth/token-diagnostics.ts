@@ -55,18 +55,25 @@ export interface TokenDiagnosis {
  * Gets a token for the tenant and says whether it is usable for the backend: roles present, roles
  * missing for reading and for updating, or why no token could be had. Never throws for a tenant's
  * failure; that is the answer. A missing read role is the failure code MISSING_ROLE.
+ *
+ * @param options.recheck ask Entra even while the provider remembers a lasting failure of the tenant, and
+ *   remember this answer instead (`tokenDiagnostics`, the consent callback); otherwise a remembered failure
+ *   is the answer, with its `retryAfterSeconds`
  */
 export async function diagnoseToken(
   provider: TokenProvider,
   tenantId: string,
   backend: TokenResource,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; recheck?: boolean } = {},
 ): Promise<TokenDiagnosis> {
   const requiredRoles = INCIDENT_ROLES[backend];
   const base = { tenantId: tenantId.trim().toLowerCase(), backend, requiredRoles: requiredRoles.map((r) => ({ ...r, enables: [...r.enables] })) };
   let token;
   try {
-    token = await provider.getToken(tenantId, backend, options.signal ? { signal: options.signal } : {});
+    token = await provider.getToken(tenantId, backend, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.recheck ? { recheck: true } : {}),
+    });
   } catch (error) {
     // An abort is the caller's decision, not the tenant's state.
     if (options.signal?.aborted && error === options.signal.reason) throw error;

@@ -21,6 +21,23 @@ export const TOKEN_ERROR_CODES = [
 ] as const;
 export type TokenErrorCode = (typeof TOKEN_ERROR_CODES)[number];
 
+/**
+ * Codes that will not change until someone acts: the customer consents or enables the app, the operator
+ * fixes the credential, the tenant id or the configuration. Crosswatch remembers them for a while
+ * (TENANT_FAILURE_MEMORY_SECONDS) instead of asking Entra again on every query. Not TENANT_MISMATCH
+ * (the provider retries it past MSAL's cache) nor INTERNAL (a bug says nothing about the tenant).
+ */
+export const LASTING_TOKEN_ERROR_CODES: readonly TokenErrorCode[] = [
+  "CONSENT_REQUIRED",
+  "RESOURCE_NOT_PROVISIONED",
+  "MISSING_ROLE",
+  "INVALID_CLIENT_CREDENTIAL",
+  "CREDENTIAL_EXPIRED",
+  "TENANT_NOT_FOUND",
+  "ACCESS_BLOCKED",
+  "TOKEN_REQUEST_REJECTED",
+];
+
 /** One line per code saying what went wrong, without any upstream text. */
 const SUMMARIES: Record<TokenErrorCode, string> = {
   CONSENT_REQUIRED: "the app is not consented in the tenant",
@@ -170,6 +187,11 @@ export interface TokenAcquisitionErrorInit {
   correlationId?: string | undefined;
   traceId?: string | undefined;
   retryAfterSeconds?: number | undefined;
+  /**
+   * Set when a lasting failure is answered again from memory, without asking Entra: seconds until it will be
+   * asked again. Becomes `retryAfterSeconds` but, unlike it, leaves the message as the original's.
+   */
+  rememberedForSeconds?: number | undefined;
   /** Overrides the code's hint (a more precise one for the AADSTS number). */
   hint?: string | undefined;
   /** Extra words after the summary; must never hold upstream text, tokens or secrets. */
@@ -198,6 +220,10 @@ export class TokenAcquisitionError extends Error {
    * seconds until a new attempt can reach Entra.
    */
   readonly retryAfterSeconds: number | undefined;
+  /** Set when this is a remembered lasting failure (see `rememberedFor`): seconds until Entra is asked again. */
+  readonly rememberedForSeconds: number | undefined;
+  /** Kept so a remembered copy's message is the original's, word for word. */
+  private readonly detail: string | undefined;
 
   constructor(init: TokenAcquisitionErrorInit) {
     super(describe(init), init.cause === undefined ? undefined : { cause: init.cause });
@@ -210,12 +236,34 @@ export class TokenAcquisitionError extends Error {
     this.httpStatus = init.httpStatus;
     this.correlationId = init.correlationId;
     this.traceId = init.traceId;
-    this.retryAfterSeconds = init.retryAfterSeconds;
+    this.retryAfterSeconds = init.rememberedForSeconds ?? init.retryAfterSeconds;
+    this.rememberedForSeconds = init.rememberedForSeconds;
+    this.detail = init.detail;
   }
 
   /** Whether the same request may succeed later without anyone changing anything. */
   get transient(): boolean {
     return this.code === "THROTTLED" || this.code === "TOKEN_ENDPOINT_UNAVAILABLE";
+  }
+
+  /** Whether nothing will change until someone acts (`LASTING_TOKEN_ERROR_CODES`). */
+  get lasting(): boolean {
+    return LASTING_TOKEN_ERROR_CODES.includes(this.code);
+  }
+
+  /**
+   * The same failure — code, message, hint, correlation id of the request Entra answered — given again from
+   * memory, with `retryAfterSeconds` the seconds until Entra will be asked again.
+   */
+  rememberedFor(seconds: number): TokenAcquisitionError {
+    if (this.rememberedForSeconds !== undefined && this.cause instanceof TokenAcquisitionError) return this.cause.rememberedFor(seconds);
+    return new TokenAcquisitionError({
+      ...this.init(),
+      detail: this.detail,
+      retryAfterSeconds: this.retryAfterSeconds,
+      rememberedForSeconds: seconds,
+      cause: this,
+    });
   }
 
   /** The same failure with another retry-after (for refusals while a back-off window lasts). */

@@ -33,6 +33,11 @@ export interface AccessToken {
 export interface GetTokenOptions {
   /** Stops this caller's wait (the operation's deadline); a shared token call goes on for the others. */
   signal?: AbortSignal;
+  /**
+   * An explicit re-check (a token diagnosis): ask Entra even while a lasting failure of this tenant is
+   * remembered, and remember the answer instead. Retry-after windows still hold (MSAL would refuse anyway).
+   */
+  recheck?: boolean;
 }
 
 /** Counters since the provider was created, for metrics. */
@@ -49,7 +54,7 @@ export interface TokenProviderStats {
   tokensIssued: number;
   /** Flights that failed. */
   failures: number;
-  /** Refused without a call because a retry-after window was still running. */
+  /** Refused without a call: a retry-after window was still running, or a lasting failure was remembered. */
   backoffRefusals: number;
   /** Tokens held in memory. */
   cachedTokens: number;
@@ -68,6 +73,11 @@ export interface TokenProvider {
    * cache: for an API that answered 401 to a token that should be valid (consent revoked, roles changed).
    */
   invalidate(tenantId: string, resource?: TokenResource): void;
+  /**
+   * Forgets the tenant's remembered lasting failures (both resources), so the next call asks Entra: after a
+   * consent, or when an operator changed the tenant. Retry-after windows stay (MSAL keeps its own).
+   */
+  forgetFailures(tenantId: string): void;
   stats(): TokenProviderStats;
 }
 
@@ -91,6 +101,12 @@ export interface TokenProviderOptions {
    * least this much of it is left. Default 60 s: enough for one upstream call with its timeout.
    */
   minValidityMs?: number;
+  /**
+   * How long a lasting failure (`TokenAcquisitionError.lasting`: no consent, tenant unknown, app blocked or
+   * its credential refused, …) is remembered and given again without asking Entra. Default 0: not at all
+   * (the app passes TENANT_FAILURE_MEMORY_SECONDS).
+   */
+  failureMemoryMs?: number;
   /** The clock, Unix ms. Tests pass the sandbox's (advanceable) clock. */
   now?: () => number;
   logger?: Logger;
@@ -127,10 +143,16 @@ interface CachedToken {
   fingerprint: string;
 }
 
+/** A failure the provider gives again, without calling, until `until`. */
 interface Backoff {
   /** Provider clock. */
   until: number;
   error: TokenAcquisitionError;
+  /**
+   * False: a retry-after window (429, 5xx, Retry-After) that MSAL itself also enforces. True: a lasting
+   * failure remembered for `failureMemoryMs`, which a re-check passes and `forgetFailures` drops.
+   */
+  lasting: boolean;
 }
 
 /**
@@ -140,9 +162,13 @@ interface Backoff {
  *   margin is left; the next call after that renews it. No timers, nothing runs in the background.
  * - Single flight: MSAL does not lock, so concurrent callers for one (tenant, resource) share one call.
  *   A caller's AbortSignal ends its own wait, never the shared call.
- * - Failures are not remembered, except where MSAL itself now refuses identical requests (429, 5xx,
- *   Retry-After): until then the provider refuses without calling, with the remaining retry-after.
- *   A renewal that fails that way keeps serving the current token while `minValidityMs` of it is left.
+ * - Failures are remembered where MSAL itself now refuses identical requests (429, 5xx, Retry-After):
+ *   until then the provider refuses without calling, with the remaining retry-after. A renewal that fails
+ *   that way keeps serving the current token while `minValidityMs` of it is left.
+ * - Lasting failures (no consent, unknown tenant, app blocked or its credential refused) are remembered for
+ *   `failureMemoryMs` and given again — same code, message and hint, `retryAfterSeconds` the time left —
+ *   without a call, as MSAL does for throttling. A re-check (`recheck`) asks anyway and remembers its
+ *   answer; `forgetFailures` (consent granted, tenant changed) and any success end the memory.
  * - Every token is decoded and its `tid` checked against the tenant asked for.
  */
 export class MsalTokenProvider implements TokenProvider {
@@ -151,6 +177,7 @@ export class MsalTokenProvider implements TokenProvider {
   private readonly scopes: Record<TokenResource, string>;
   private readonly refreshMarginMs: number;
   private readonly minValidityMs: number;
+  private readonly failureMemoryMs: number;
   private readonly now: () => number;
   private readonly logger: Logger | undefined;
   private readonly answers: TokenEndpointLog | undefined;
@@ -159,7 +186,10 @@ export class MsalTokenProvider implements TokenProvider {
   private readonly backoffs = new Map<string, Backoff>();
   /** Keys whose next acquisition must skip MSAL's cache. */
   private readonly stale = new Set<string>();
-  /** Bumped by `invalidate`, so a flight that started before it cannot store its (maybe old) token. */
+  /**
+   * Bumped by `invalidate` and `forgetFailures`, so a flight that started before cannot store its (maybe
+   * old) token or remember its (maybe outdated) failure.
+   */
   private readonly generations = new Map<string, number>();
   private readonly counters = {
     requests: 0,
@@ -181,6 +211,7 @@ export class MsalTokenProvider implements TokenProvider {
     };
     this.refreshMarginMs = options.refreshMarginMs ?? 5 * 60_000;
     this.minValidityMs = Math.min(options.minValidityMs ?? 60_000, this.refreshMarginMs);
+    this.failureMemoryMs = Math.max(0, options.failureMemoryMs ?? 0);
     this.now = options.now ?? Date.now;
     this.logger = options.logger?.child({ component: "token-provider" });
     this.answers = options.answers ?? tokenEndpointLogOf(options.client);
@@ -212,7 +243,15 @@ export class MsalTokenProvider implements TokenProvider {
       const backoff = this.backoffs.get(key);
       if (backoff) {
         const leftMs = backoff.until - this.now();
-        if (leftMs > 0) {
+        if (leftMs <= 0) {
+          this.backoffs.delete(key);
+        } else if (backoff.lasting) {
+          // Nothing will change until someone acts: give the same answer, unless this is the re-check.
+          if (!options.recheck) {
+            this.counters.backoffRefusals++;
+            throw backoff.error.rememberedFor(Math.ceil(leftMs / 1000));
+          }
+        } else {
           // Renewal is due but Entra asked us to wait: a token that is still good enough carries on.
           if (cached && this.usable(key, cached)) {
             this.counters.cacheHits++;
@@ -221,7 +260,6 @@ export class MsalTokenProvider implements TokenProvider {
           this.counters.backoffRefusals++;
           throw backoff.error.withRetryAfter(Math.ceil(leftMs / 1000));
         }
-        this.backoffs.delete(key);
       }
       flight = this.acquire(key, tenant, resource).finally(() => this.flights.delete(key));
       this.flights.set(key, flight);
@@ -235,6 +273,15 @@ export class MsalTokenProvider implements TokenProvider {
       const key = `${tenant}|${r}`;
       this.tokens.delete(key);
       this.stale.add(key);
+      this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
+    }
+  }
+
+  forgetFailures(tenantId: string): void {
+    const tenant = tenantId.trim().toLowerCase();
+    for (const r of TOKEN_RESOURCES) {
+      const key = `${tenant}|${r}`;
+      if (this.backoffs.get(key)?.lasting) this.backoffs.delete(key);
       this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
     }
   }
@@ -290,6 +337,8 @@ export class MsalTokenProvider implements TokenProvider {
         this.tokens.set(key, entry);
         this.stale.delete(key);
       }
+      // A token was had: whatever was remembered about this tenant is over.
+      if (this.backoffs.get(key)?.lasting) this.backoffs.delete(key);
       if (!result.fromCache) this.counters.tokensIssued++;
       this.logger?.debug(
         {
@@ -313,7 +362,9 @@ export class MsalTokenProvider implements TokenProvider {
         answer: this.answers?.take(correlationId),
       });
       if (failure.retryAfterSeconds !== undefined) {
-        this.backoffs.set(key, { until: this.now() + failure.retryAfterSeconds * 1000, error: failure });
+        this.backoffs.set(key, { until: this.now() + failure.retryAfterSeconds * 1000, error: failure, lasting: false });
+      } else if (failure.lasting && this.failureMemoryMs > 0 && (this.generations.get(key) ?? 0) === generation) {
+        this.backoffs.set(key, { until: this.now() + this.failureMemoryMs, error: failure, lasting: true });
       }
       // MSAL cached the foreign token under this tenant: the next attempt must go past its cache.
       if (failure.code === "TENANT_MISMATCH") this.stale.add(key);

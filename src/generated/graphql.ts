@@ -51,12 +51,12 @@ export type IncidentCapability =
   | 'UPDATE';
 
 export type IncidentFilter = {
-  /** Exact owner (case-insensitive). */
+  /** Exact owner (case-insensitive; at most 256 characters). Not blank, and not with unassigned: true. */
   assignedTo?: string | null | undefined;
   classification?: Array<Classification> | null | undefined;
   createdAfter?: string | null | undefined;
   createdBefore?: string | null | undefined;
-  /** Part of the incident name, or an exact incident id. */
+  /** Part of the incident name, or an exact incident id (at most 200 characters). */
   search?: string | null | undefined;
   severity?: Array<Severity> | null | undefined;
   status?: Array<IncidentStatus> | null | undefined;
@@ -146,15 +146,15 @@ export type TenantFilter = {
 
 /** Fields to change on an incident; omitted fields keep their values. */
 export type UpdateIncidentInput = {
-  /** New owner; an empty string unassigns. */
+  /** New owner (at most 256 characters); an empty string unassigns. */
   assignedTo?: string | null | undefined;
   classification?: Classification | null | undefined;
-  /** Appended as a new comment. */
+  /** Appended as a new comment (1 to 4,000 characters). */
   comment?: string | null | undefined;
   determination?: Determination | null | undefined;
   /** ACTIVE, IN_PROGRESS, RESOLVED or REDIRECTED. */
   status?: IncidentStatus | null | undefined;
-  /** Replaces the incident's tags. */
+  /** Replaces the incident's tags (at most 64, each 1 to 128 characters). */
   tags?: Array<string> | null | undefined;
 };
 
@@ -199,7 +199,7 @@ export type RegisterTenantMutationVariables = Exact<{
 }>;
 
 
-export type RegisterTenantMutation = { registerTenant: { id: string, displayName: string, tags: Array<string>, effectiveBackend: IncidentsBackend, consentState: ConsentState, consentLink: { url: string, expiresAt: string | null, permissions: Array<{ resource: string, role: string }> } } };
+export type RegisterTenantMutation = { registerTenant: { id: string, displayName: string, tags: Array<string>, effectiveBackend: IncidentsBackend, consentState: ConsentState, consentLink: { url: string, expiresAt: string | null, permissions: Array<{ resource: string, role: string }> } | null } };
 
 export type ConsentLinkQueryVariables = Exact<{
   tenantId?: string | number | null | undefined;

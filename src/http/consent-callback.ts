@@ -1,6 +1,7 @@
+import { isIPv6 } from "node:net";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import { ConsentStateError, type ConsentLinks } from "../auth/consent.js";
+import { ConsentStateError, type ConsentLinkMinter, type ConsentLinks } from "../auth/consent.js";
 import type { AuditEventInput } from "../store/audit-log.js";
 import type { ConsentNonceStore } from "../store/consent-nonces.js";
 import { normaliseTenantId, type TenantStore } from "../store/tenant-store.js";
@@ -10,16 +11,32 @@ export type TenantVerification =
   | { ok: true; roles: string[]; missingRoles: string[] }
   | { ok: false; code: string; message: string; hint: string };
 
+/** Why a callback was refused: the state's own codes, and what is refused before or after it. */
+export type ConsentRejectionReason = ConsentStateError["code"] | "TENANT_INVALID" | "ANSWER_INVALID" | "RATE_LIMITED";
+
 export interface ConsentCallbackDeps {
   links: ConsentLinks;
   nonces: ConsentNonceStore;
   tenants: TenantStore;
   /** Acquires a token for the tenant right away and says what it carries. */
   verifyTenant(tenantId: string): Promise<TenantVerification>;
-  /** Records a consent event in the audit log (never throws). */
-  audit(record: Omit<AuditEventInput, "actor" | "requestId">): Promise<void>;
+  /**
+   * Records a consent event in the audit log under the caller that minted the link (never throws). Only
+   * answers whose state verified are recorded: a refused one proves no tenant, so it is a metric instead.
+   */
+  audit(actor: ConsentLinkMinter, requestId: string, record: Omit<AuditEventInput, "actor" | "requestId">): Promise<void>;
+  /** Counts a refused callback by reason (a metric, never labelled by tenant). */
+  onRejected?(reason: ConsentRejectionReason): void;
+  /** Called once GRANTED is recorded, before the tenant is checked with a token (e.g. to forget remembered failures). */
+  onConsentGranted?(tenantId: string): void | Promise<void>;
+  /** Callback requests one client address may make per minute; 429 with Retry-After beyond. Default 30. */
+  ratePerMinute?: number;
+  now?: () => number;
   logger: Logger;
 }
+
+/** The customer's admin answers the link; the audit row's actor is the caller that minted it. */
+const ANSWERED_BY = "customer administrator (consent callback)";
 
 const PAGE_HEADERS = {
   "content-type": "text/html; charset=utf-8",
@@ -32,18 +49,38 @@ const PAGE_HEADERS = {
 /**
  * `GET /consent/callback`: where Entra sends the customer's admin after the admin-consent page.
  * Verifies the state (ours, fresh, single use, same tenant), records GRANTED or DENIED, verifies a grant
- * with a token at once, and renders a page a person can act on. A refused state changes nothing.
+ * with a token at once, and renders a page a person can act on. A refused state changes nothing and writes
+ * no audit row (anyone can call this route and name any tenant): it is counted (`onRejected`) and logged at
+ * most once a minute per reason. Each client address may call it `ratePerMinute` times a minute.
  */
 export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallbackDeps): void {
+  const now = deps.now ?? Date.now;
+  const limiter = new FixedWindowLimiter(deps.ratePerMinute ?? 30, 60_000, now);
+  const sampled = new SampledLog(60_000, now);
+  const reject = (reason: ConsentRejectionReason): void => {
+    deps.onRejected?.(reason);
+    const suppressed = sampled.take(reason);
+    if (suppressed !== undefined) deps.logger.warn({ reason, suppressedSinceLast: suppressed }, "consent callback refused");
+  };
+
   app.get("/consent/callback", async (request, reply) => {
-    const query = flatten(request.query);
     reply.headers(PAGE_HEADERS);
+    const retryAfter = limiter.take(clientKey(request.ip));
+    if (retryAfter > 0) {
+      reject("RATE_LIMITED");
+      return reply
+        .code(429)
+        .header("retry-after", String(retryAfter))
+        .send(page("Too many consent answers", `Too many consent answers came from this address. Try again in ${retryAfter} seconds. Nothing was changed.`, "bad"));
+    }
+    const query = flatten(request.query);
 
     let tenantFromEntra: string | undefined;
     if (query.tenant !== undefined) {
       try {
         tenantFromEntra = normaliseTenantId(query.tenant);
       } catch {
+        reject("TENANT_INVALID");
         return reply.code(400).send(page("Consent answer refused", "The answer names no valid tenant id. Nothing was changed.", "bad"));
       }
     }
@@ -56,8 +93,7 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
       }
     } catch (error) {
       if (!(error instanceof ConsentStateError)) throw error;
-      deps.logger.warn({ reason: error.code }, "consent callback refused");
-      await deps.audit({ action: "consent.rejected", tenantId: tenantFromEntra ?? null, outcome: error.code });
+      reject(error.code);
       return reply
         .code(400)
         .send(
@@ -70,13 +106,15 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
     }
 
     const tenantId = tenantFromEntra ?? state.tenantId ?? undefined;
+    const audit = (record: Omit<AuditEventInput, "actor" | "requestId">) =>
+      deps.audit(state.minter, request.id, { ...record, detail: { ...record.detail, answeredBy: ANSWERED_BY } });
     if (query.error !== undefined) {
       const description = `${query.error}: ${(query.error_description ?? "").slice(0, 500)}`;
       if (tenantId && (await deps.tenants.get(tenantId))) {
         await deps.tenants.recordConsent(tenantId, "DENIED", { error: description });
       }
-      deps.logger.info({ tenantId, error: query.error }, "admin consent declined");
-      await deps.audit({ action: "consent.denied", tenantId: tenantId ?? null, outcome: "SUCCESS", detail: { error: query.error.slice(0, 100) } });
+      deps.logger.info({ tenantId, error: query.error.slice(0, 100) }, "admin consent declined");
+      await audit({ action: "consent.denied", tenantId: tenantId ?? null, outcome: "SUCCESS", detail: { error: query.error.slice(0, 100) } });
       return reply.code(200).send(
         page(
           "Consent was not given",
@@ -88,14 +126,20 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
     }
 
     if (query.admin_consent?.toLowerCase() !== "true" || !tenantId) {
+      reject("ANSWER_INVALID");
       return reply.code(400).send(page("Consent answer refused", "The answer says neither that consent was given nor why not. Nothing was changed.", "bad"));
     }
 
     const tenant = await deps.tenants.recordConsent(tenantId, "GRANTED");
+    try {
+      await deps.onConsentGranted?.(tenantId);
+    } catch (error) {
+      deps.logger.error({ err: error, tenantId }, "consent granted, but a follow-up failed");
+    }
     const verification = await deps.verifyTenant(tenantId);
     await deps.tenants.recordTokenOutcome(tenantId, verification.ok ? { ok: true } : { ok: false, code: verification.code });
     deps.logger.info({ tenantId, verified: verification.ok }, "admin consent granted");
-    await deps.audit({
+    await audit({
       action: "consent.granted",
       tenantId,
       outcome: "SUCCESS",
@@ -122,6 +166,79 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
       ),
     );
   });
+}
+
+/** The rate-limit key of a client: its IPv4 address, or its IPv6 /64 (one host usually holds a whole /64). */
+export function clientKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(ip)) return ip;
+  const [head = "", tail] = ip.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
+
+/**
+ * Requests per key in a fixed window that starts at a key's first request. In-process: each replica
+ * counts its own. At most `maxKeys` keys are kept (expired ones are swept first, then the oldest dropped).
+ */
+export class FixedWindowLimiter {
+  private readonly windows = new Map<string, { start: number; count: number }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+    private readonly now: () => number = Date.now,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  /** Counts a request: 0 when it may go on, else the seconds until the key's window ends. */
+  take(key: string): number {
+    const now = this.now();
+    let window = this.windows.get(key);
+    if (!window || now - window.start >= this.windowMs) {
+      this.windows.delete(key);
+      if (this.windows.size >= this.maxKeys) this.sweep(now);
+      window = { start: now, count: 0 };
+      this.windows.set(key, window);
+    }
+    window.count += 1;
+    if (window.count <= this.limit) return 0;
+    return Math.max(1, Math.ceil((window.start + this.windowMs - now) / 1000));
+  }
+
+  private sweep(now: number): void {
+    for (const [key, window] of this.windows) if (now - window.start >= this.windowMs) this.windows.delete(key);
+    // Still full: drop the oldest windows (insertion order), so memory stays bounded under a spread attack.
+    for (const key of this.windows.keys()) {
+      if (this.windows.size < this.maxKeys) break;
+      this.windows.delete(key);
+    }
+  }
+}
+
+/** At most one log line per key and interval; says how many were left out since the last one. */
+class SampledLog {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** The number suppressed since the previous line when this one should be logged, else undefined. */
+  take(key: string): number | undefined {
+    const now = this.now();
+    const entry = this.last.get(key);
+    if (entry && now - entry.at < this.intervalMs) {
+      entry.suppressed += 1;
+      return undefined;
+    }
+    this.last.set(key, { at: now, suppressed: 0 });
+    return entry?.suppressed ?? 0;
+  }
 }
 
 function flatten(query: unknown): Record<string, string> {

@@ -54,6 +54,13 @@ export function createMetrics(sources: MetricsSources) {
     labelNames: ["result", "code"] as const,
     registers,
   });
+  // By reason only: a refused callback names a tenant it has not proven, so no tenant label (nor series per guess).
+  const consentRejections = new Counter({
+    name: "crosswatch_consent_callback_rejections_total",
+    help: "Consent callbacks refused (forged, expired, replayed or cross-tenant state, malformed answer, rate limit), by reason",
+    labelNames: ["reason"] as const,
+    registers,
+  });
 
   // Counters the services keep themselves, read at scrape time.
   const fromStats = (name: string, help: string, read: () => number) =>
@@ -106,6 +113,10 @@ export function createMetrics(sources: MetricsSources) {
         const result = outcome.error ? "failed" : outcome.fromCache ? "cache" : "refreshed";
         tenantOutcomes.inc({ result, code: outcome.error?.code ?? "" });
       }
+    },
+    /** Counts a refused consent callback (`registerConsentCallback({ onRejected })`). */
+    observeConsentRejection(reason: string): void {
+      consentRejections.inc({ reason });
     },
     /** Times every GraphQL operation. */
     plugin(): ApolloServerPlugin<GraphQLContext> {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   CLASSIFICATIONS,
   INCIDENT_STATUSES,
@@ -27,22 +28,30 @@ export interface IncidentOrder {
 export const DEFAULT_INCIDENT_ORDER: IncidentOrder = { field: "LAST_UPDATE_TIME", direction: "DESC" };
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
+/** Longest `filter.search`, in UTF-16 code units: part of a name or an id, never a document. */
+export const MAX_SEARCH_LENGTH = 200;
+/** Longest `filter.assignedTo` (an owner's UPN or name; the same bound as `updateIncident`'s). */
+export const MAX_ASSIGNEE_LENGTH = 256;
+/** Longest `after`: a cursor Crosswatch issued is about 150 characters. */
+export const MAX_CURSOR_LENGTH = 1024;
 
 /**
- * Which incidents a query returns; every given constraint must hold. `undefined`, `null` and empty lists
- * constrain nothing — except `assignedTo`, where `null` means something:
- * - `assignedTo`: absent → anyone; `null`, or a string that is empty after trimming → unassigned only
- *   (no assignee, or a blank one); otherwise the assignee equals it, trimmed, ignoring case.
+ * Which incidents a query returns; every given constraint must hold. `undefined`, `null`, `false` and
+ * empty lists constrain nothing.
+ * - `assignedTo`: the assignee equals it, trimmed, ignoring case. Blank (empty after trimming) or longer
+ *   than MAX_ASSIGNEE_LENGTH is refused; `unassigned: true` asks for incidents with no (or a blank)
+ *   assignee, and giving both is refused.
  * - Time windows are half-open: `createdAfter <= createdTime < createdBefore`, likewise `updated*`, so
  *   adjacent windows neither overlap nor leave gaps.
- * - `search` (trimmed; empty constrains nothing) matches an incident whose name contains it, ignoring
- *   case, or whose id equals it.
+ * - `search` (trimmed; empty constrains nothing; at most MAX_SEARCH_LENGTH) matches an incident whose
+ *   name contains it, ignoring case, or whose id equals it.
  */
 export interface IncidentFilter {
   severity?: readonly Severity[] | null;
   status?: readonly IncidentStatus[] | null;
   classification?: readonly Classification[] | null;
   assignedTo?: string | null;
+  unassigned?: boolean | null;
   createdAfter?: Date | null;
   createdBefore?: Date | null;
   updatedAfter?: Date | null;
@@ -56,8 +65,27 @@ export interface IncidentQuery {
   orderBy?: IncidentOrder | null;
   /** 0..MAX_PAGE_SIZE, default DEFAULT_PAGE_SIZE. */
   first?: number | null;
-  /** A cursor of an earlier page of the same `orderBy`: the page holds what sorts strictly after it. */
+  /** A cursor of an earlier page of the same query: the page holds what sorts strictly after it. */
   after?: string | null;
+  /**
+   * What the query spans besides its filter and order, as the caller names it (e.g. the GraphQL field and
+   * its tenant selection). Cursors carry a fingerprint of scope, filter and order, and a query accepts
+   * only its own. Default "".
+   */
+  scope?: string | null;
+}
+
+/**
+ * A query whose every argument was checked (by `parseIncidentQuery`, before any tenant is loaded): what
+ * `pageIncidents` runs. Opaque outside this module.
+ */
+export interface ParsedIncidentQuery {
+  readonly order: IncidentOrder;
+  readonly first: number;
+  readonly filter: CompiledFilter | undefined;
+  readonly afterKey: SortKey | undefined;
+  /** Fingerprint of scope, filter and order that every cursor of this query carries. */
+  readonly binding: string;
 }
 
 /** One tenant's incidents as the service loaded them. */
@@ -112,14 +140,33 @@ export class QueryInputError extends Error {
  * while incidents change, appear or disappear (an incident whose sort key changed meanwhile may be seen
  * twice or not at all, like in any keyset paging).
  *
- * @throws QueryInputError for a `first` out of range, an unknown enum value, an invalid date, or an
- *   `after` that is not a cursor of this `orderBy`
+ * @throws QueryInputError as `parseIncidentQuery` does
  */
 export function queryIncidents(tenants: readonly LoadedTenantIncidents[], query: IncidentQuery = {}): IncidentPage {
+  return pageIncidents(tenants, parseIncidentQuery(query));
+}
+
+/**
+ * Checks every argument of a query and compiles it, touching no incident: the order, `first`, the filter
+ * (enum values, dates, string bounds, `assignedTo` against `unassigned`) and `after`, which must be a
+ * cursor this server issued for the same scope, filter and order. Callers parse first and load tenants
+ * after, so a refused query costs no token or upstream call.
+ *
+ * @throws QueryInputError naming the argument at fault (`first`, `after`, `filter.search`, …); the
+ *   message never repeats the value
+ */
+export function parseIncidentQuery(query: IncidentQuery = {}): ParsedIncidentQuery {
   const order = validateOrder(query.orderBy);
   const first = validateFirst(query.first);
   const filter = compileFilter(query.filter ?? undefined);
-  const afterKey = query.after !== undefined && query.after !== null ? decodeCursor(query.after, order) : undefined;
+  const binding = bindingOf(query.scope ?? "", filter, order);
+  const afterKey = query.after !== undefined && query.after !== null ? decodeCursor(query.after, order, binding) : undefined;
+  return { order, first, filter, afterKey, binding };
+}
+
+/** One page of a parsed query over the tenants' incidents (see `queryIncidents`). Never throws for input. */
+export function pageIncidents(tenants: readonly LoadedTenantIncidents[], query: ParsedIncidentQuery): IncidentPage {
+  const { order, first, filter, afterKey, binding } = query;
   const desc = order.direction === "DESC";
 
   const streams: Stream[] = [];
@@ -147,7 +194,7 @@ export function queryIncidents(tenants: readonly LoadedTenantIncidents[], query:
   const edges: IncidentEdge[] = [];
   while (edges.length < first && heap.size > 0) {
     const incident = heap.pop();
-    edges.push({ cursor: encodeCursor(incident, order), incident });
+    edges.push({ cursor: encodeCursor(incident, order, binding), incident });
   }
   return {
     edges,
@@ -364,23 +411,37 @@ class StreamHeap {
 // Cursors
 
 /** Bumped whenever the cursor's content or the order it encodes changes; older cursors are refused. */
-const CURSOR_VERSION = "i1";
-const MAX_CURSOR_LENGTH = 1024;
+const CURSOR_VERSION = "i2";
+
+/**
+ * The fingerprint cursors carry: the query's scope, its canonical filter and its order, hashed (SHA-256,
+ * first 96 bits). Equal queries written differently (lists reordered, search in other case) share it.
+ * Not a signature: a cursor is a position, not a permission, and the caller's scope is checked anyway.
+ */
+function bindingOf(scope: string, filter: CompiledFilter | undefined, order: IncidentOrder): string {
+  return createHash("sha256")
+    .update(JSON.stringify([scope, filter?.key ?? null, order.field, order.direction]))
+    .digest("base64url")
+    .slice(0, 16);
+}
 
 /**
  * A cursor: base64url of the JSON array
- * `[version, field, direction, [sort values…], tenantId, incidentId]`, where the sort values are the
- * time in epoch ms (LAST_UPDATE_TIME, CREATED_TIME) or the severity name and `lastUpdateTime` ms
- * (SEVERITY). Opaque to clients; it names the incident it was made from and that incident's key as it
- * was, and is only good for the same `orderBy`.
+ * `[version, field, direction, [sort values…], tenantId, incidentId, binding]`, where the sort values are
+ * the time in epoch ms (LAST_UPDATE_TIME, CREATED_TIME) or the severity name and `lastUpdateTime` ms
+ * (SEVERITY), and `binding` is the fingerprint of the query that issued it (`bindingOf`). Opaque to
+ * clients; it names the incident it was made from and that incident's key as it was, and is only good for
+ * the same query (scope, filter and `orderBy`).
  */
-export function encodeCursor(incident: Incident, order: IncidentOrder): string {
+export function encodeCursor(incident: Incident, order: IncidentOrder, binding: string): string {
   const key = sortKey(incident, order.field);
   const values = order.field === "SEVERITY" ? [incident.severity, key.secondary] : [key.primary];
-  return Buffer.from(JSON.stringify([CURSOR_VERSION, order.field, order.direction, values, key.tenantId, key.incidentId])).toString("base64url");
+  return Buffer.from(JSON.stringify([CURSOR_VERSION, order.field, order.direction, values, key.tenantId, key.incidentId, binding])).toString(
+    "base64url",
+  );
 }
 
-function decodeCursor(cursor: string, order: IncidentOrder): SortKey {
+function decodeCursor(cursor: string, order: IncidentOrder, binding: string): SortKey {
   const invalid = (why: string) => new QueryInputError("after", `after is not a cursor of this query: ${why}`);
   if (typeof cursor !== "string" || cursor.length === 0 || cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
     throw invalid("not a cursor Crosswatch issued");
@@ -391,11 +452,13 @@ function decodeCursor(cursor: string, order: IncidentOrder): SortKey {
   } catch {
     throw invalid("not a cursor Crosswatch issued");
   }
-  if (!Array.isArray(value) || value.length !== 6 || value[0] !== CURSOR_VERSION) throw invalid("not a cursor Crosswatch issued (or an outdated one)");
-  const [, field, direction, values, tenantId, incidentId] = value as unknown[];
+  if (!Array.isArray(value) || value.length !== 7 || value[0] !== CURSOR_VERSION) throw invalid("not a cursor Crosswatch issued (or an outdated one)");
+  const [, field, direction, values, tenantId, incidentId, issuedFor] = value as unknown[];
   if (field !== order.field || direction !== order.direction) {
-    throw invalid(`it belongs to orderBy ${String(field)} ${String(direction)}, not ${order.field} ${order.direction}`);
+    const known = (INCIDENT_ORDER_FIELDS as readonly unknown[]).includes(field) && (ORDER_DIRECTIONS as readonly unknown[]).includes(direction);
+    throw invalid(known ? `it belongs to orderBy ${String(field)} ${String(direction)}, not ${order.field} ${order.direction}` : "not a cursor Crosswatch issued");
   }
+  if (issuedFor !== binding) throw invalid("it belongs to another filter, tenant selection or field");
   if (typeof tenantId !== "string" || tenantId === "" || typeof incidentId !== "string" || incidentId === "" || !Array.isArray(values)) {
     throw invalid("not a cursor Crosswatch issued");
   }
@@ -416,9 +479,9 @@ function validateOrder(orderBy: IncidentOrder | null | undefined): IncidentOrder
   if (orderBy === undefined || orderBy === null) return DEFAULT_INCIDENT_ORDER;
   const field = orderBy.field ?? DEFAULT_INCIDENT_ORDER.field;
   const direction = orderBy.direction ?? DEFAULT_INCIDENT_ORDER.direction;
-  if (!(INCIDENT_ORDER_FIELDS as readonly string[]).includes(field)) throw new QueryInputError("orderBy.field", `unknown order field ${String(field)}`);
+  if (!(INCIDENT_ORDER_FIELDS as readonly string[]).includes(field)) throw new QueryInputError("orderBy.field", `orderBy.field must be one of ${INCIDENT_ORDER_FIELDS.join(", ")}`);
   if (!(ORDER_DIRECTIONS as readonly string[]).includes(direction)) {
-    throw new QueryInputError("orderBy.direction", `unknown order direction ${String(direction)}`);
+    throw new QueryInputError("orderBy.direction", `orderBy.direction must be ${ORDER_DIRECTIONS.join(" or ")}`);
   }
   return { field, direction };
 }
@@ -434,7 +497,7 @@ function validateFirst(first: number | null | undefined): number {
 function enumSet<T extends string>(values: readonly T[] | null | undefined, allowed: readonly T[], field: string): ReadonlySet<string> | undefined {
   if (values === undefined || values === null || values.length === 0) return undefined;
   for (const value of values) {
-    if (!allowed.includes(value)) throw new QueryInputError(field, `unknown value ${String(value)} in ${field}`);
+    if (!allowed.includes(value)) throw new QueryInputError(field, `${field} takes only ${allowed.join(", ")}`);
   }
   return new Set(values);
 }
@@ -465,11 +528,19 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
   if (classifications) checks.push((i) => classifications.has(i.classification));
   key.push(...[severities, statuses, classifications].map((set) => (set ? [...set].sort() : null)));
 
-  if (filter.assignedTo !== undefined) {
-    const wanted = (filter.assignedTo ?? "").trim().toLowerCase();
-    if (wanted === "") checks.push((i) => i.assignedTo === null || i.assignedTo.trim() === "");
-    else checks.push((i) => i.assignedTo !== null && i.assignedTo.trim().toLowerCase() === wanted);
-    key.push(wanted);
+  const assignee = filter.assignedTo;
+  if (assignee !== undefined && assignee !== null) {
+    if (typeof assignee !== "string" || assignee.length > MAX_ASSIGNEE_LENGTH) {
+      throw new QueryInputError("filter.assignedTo", `filter.assignedTo is at most ${MAX_ASSIGNEE_LENGTH} characters`);
+    }
+    if (filter.unassigned === true) throw new QueryInputError("filter.unassigned", "give filter.assignedTo or filter.unassigned, not both");
+    const wanted = assignee.trim().toLowerCase();
+    if (wanted === "") throw new QueryInputError("filter.assignedTo", "filter.assignedTo must not be blank; use unassigned: true");
+    checks.push((i) => i.assignedTo !== null && i.assignedTo.trim().toLowerCase() === wanted);
+    key.push(["owner", wanted]);
+  } else if (filter.unassigned === true) {
+    checks.push((i) => i.assignedTo === null || i.assignedTo.trim() === "");
+    key.push(["unassigned"]);
   } else {
     key.push(null);
   }
@@ -484,13 +555,15 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
   if (updatedBefore !== undefined) checks.push((i) => i.lastUpdateTime.getTime() < updatedBefore);
   key.push(...[createdAfter, createdBefore, updatedAfter, updatedBefore].map((ms) => ms ?? null));
 
-  const search = (filter.search ?? "").trim();
+  const rawSearch = filter.search ?? "";
+  if (typeof rawSearch !== "string" || rawSearch.length > MAX_SEARCH_LENGTH) {
+    throw new QueryInputError("filter.search", `filter.search is at most ${MAX_SEARCH_LENGTH} characters`);
+  }
+  const search = rawSearch.trim().toLowerCase();
   if (search !== "") {
-    // A case-insensitive regular expression lowers no string per incident (this runs over every incident).
-    const inName = new RegExp(search.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i");
-    const id = search.toLowerCase();
-    checks.push((i) => inName.test(i.name) || (i.incidentId.length === id.length && i.incidentId.toLowerCase() === id));
-    key.push(id);
+    // Plain substring matching on lower-cased text: no regular expression is ever built from user text.
+    checks.push((i) => i.name.toLowerCase().includes(search) || (i.incidentId.length === search.length && i.incidentId.toLowerCase() === search));
+    key.push(search);
   } else {
     key.push(null);
   }

@@ -4,7 +4,7 @@ import { TokenAcquisitionError } from "../auth/token-errors.js";
 import { UpstreamError, type CallOptions, type IncidentsBackendClient } from "../defender/backend-client.js";
 import type { Incident, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
 import type { IncidentCache, TenantIncidentsEntry } from "./incident-cache.js";
-import { deadlineExceeded, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
+import { deadlineExceeded, isLastingCode, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
 
 /** Which tenant to read, and from which backend (the tenant's override or the deployment default). */
 export interface IncidentTarget {
@@ -49,6 +49,12 @@ export interface IncidentServiceOptions {
   fullRefreshMs?: number;
   /** Upper bound of one shared refresh (it has no caller's signal). Default 120 s. */
   refreshTimeoutMs?: number;
+  /**
+   * How long a tenant's lasting failure (`isLastingCode`: no consent, role missing, tenant unknown, …) is
+   * given again without any token request or upstream call. In-process, per replica. Default 0: not at
+   * all (the app passes TENANT_FAILURE_MEMORY_SECONDS).
+   */
+  failureMemoryMs?: number;
   /** Who may refresh a tenant right now, across replicas (Redis); default: this process alone decides. */
   coordinator?: RefreshCoordinator;
   /** The clock for freshness, Unix ms. Default `Date.now`. */
@@ -76,6 +82,8 @@ export interface IncidentServiceStats {
   staleServed: number;
   /** Loads whose wait the caller's signal or deadline ended. */
   deadlineExceeded: number;
+  /** Loads and gets answered with a remembered lasting failure, without any call. */
+  failuresRemembered: number;
 }
 
 const DEFAULTS = {
@@ -100,6 +108,15 @@ const LOCAL_COORDINATOR: RefreshCoordinator = {
     return { ran: true, value: await run() };
   },
 };
+
+/** A lasting failure given again until `until` (service clock). */
+interface RememberedFailure {
+  until: number;
+  /** The public error as first answered. */
+  error: TenantError;
+  /** What the refresh threw, for `getIncident` to throw again. */
+  thrown: unknown;
+}
 
 type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean } | { ok: false; error: TenantError };
 
@@ -126,6 +143,10 @@ const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
  *   missing, tenant gone, app credential refused, …) — no incidents: `ok: false, fetchedAt: null`. After a
  *   non-transient failure the tenant's cache entry is deleted, so data the app may no longer read is not
  *   served later and the next success lists the tenant in full.
+ * - A lasting failure (`isLastingCode`) is remembered for `failureMemoryMs`: until then loads (and gets)
+ *   of that tenant and backend answer it again — same code, message and hint, `retryAfterSeconds` the time
+ *   left — with no token request and no upstream call. `forgetFailures` (consent granted, a re-check, an
+ *   operator's change) and a fresh cache entry (another replica's refresh) end it at once.
  */
 export class IncidentService {
   private readonly clients: Record<IncidentsBackendName, IncidentsBackendClient>;
@@ -135,6 +156,7 @@ export class IncidentService {
   private readonly maxStaleMs: number;
   private readonly fullRefreshMs: number;
   private readonly refreshTimeoutMs: number;
+  private readonly failureMemoryMs: number;
   private readonly coordinator: RefreshCoordinator;
   private readonly now: () => number;
   private readonly logger: Logger | undefined;
@@ -142,6 +164,10 @@ export class IncidentService {
   private readonly flights = new Map<string, Promise<RefreshResult>>();
   /** Tails of each tenant's chain of cache read-modify-writes. */
   private readonly locks = new Map<string, Promise<void>>();
+  /** Remembered lasting failures by `${tenantId}|${backend}`. */
+  private readonly failures = new Map<string, RememberedFailure>();
+  /** Bumped per tenant by `forgetFailures`, so a refresh that started before cannot remember its failure. */
+  private readonly failureGenerations = new Map<string, number>();
   private readonly counters: IncidentServiceStats = {
     loads: 0,
     cacheHits: 0,
@@ -153,6 +179,7 @@ export class IncidentService {
     upstreamCalls: 0,
     staleServed: 0,
     deadlineExceeded: 0,
+    failuresRemembered: 0,
   };
 
   constructor(options: IncidentServiceOptions) {
@@ -163,6 +190,7 @@ export class IncidentService {
     this.maxStaleMs = options.maxStaleMs ?? DEFAULTS.maxStaleMs;
     this.fullRefreshMs = options.fullRefreshMs ?? DEFAULTS.fullRefreshMs;
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? DEFAULTS.refreshTimeoutMs;
+    this.failureMemoryMs = Math.max(0, options.failureMemoryMs ?? 0);
     this.coordinator = options.coordinator ?? LOCAL_COORDINATOR;
     this.now = options.now ?? Date.now;
     this.logger = options.logger?.child({ component: "incident-service" });
@@ -183,7 +211,13 @@ export class IncidentService {
       usable = entry && entry.backend === target.backend ? entry : undefined;
       if (usable && this.isFresh(usable)) {
         this.counters.cacheHits++;
+        this.failures.delete(`${tenantId}|${target.backend}`);
         return succeeded(tenantId, usable, true, elapsed());
+      }
+      const remembered = this.recall(tenantId, target.backend);
+      if (remembered) {
+        this.counters.failuresRemembered++;
+        return this.failed(tenantId, remembered.error, usable, elapsed());
       }
       const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend, options.deadline), options);
       if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed());
@@ -218,6 +252,12 @@ export class IncidentService {
         return cached;
       }
     }
+    const remembered = this.recall(tenantId, target.backend);
+    if (remembered) {
+      this.counters.failuresRemembered++;
+      const { thrown } = remembered;
+      throw thrown instanceof TokenAcquisitionError ? thrown.rememberedFor(remembered.error.retryAfterSeconds ?? 1) : thrown;
+    }
     const incident = await this.client(target.backend).getIncident(tenantId, id, callOptions(options));
     if (incident) await this.upsert(tenantId, target.backend, incident);
     return incident;
@@ -238,10 +278,22 @@ export class IncidentService {
     return incident;
   }
 
-  /** Drops a tenant's cached incidents (tenant removed, backend changed by an operator). */
+  /** Drops a tenant's cached incidents and remembered failures (tenant removed, backend changed by an operator). */
   async forget(tenantId: string): Promise<void> {
     const key = normaliseTenantId(tenantId);
+    this.forgetFailures(key);
     await this.withLock(key, () => this.deleteCache(key));
+  }
+
+  /**
+   * Forgets the tenant's remembered lasting failures (one backend, or both), so its next load asks the
+   * token provider and the backend again: after a consent, a re-check, or an operator's change. This
+   * replica only; other replicas forget when their memory runs out (or their cache turns fresh).
+   */
+  forgetFailures(tenantId: string, backend?: IncidentsBackendName): void {
+    const id = normaliseTenantId(tenantId);
+    for (const b of backend ? [backend] : (Object.keys(this.clients) as IncidentsBackendName[])) this.failures.delete(`${id}|${b}`);
+    this.failureGenerations.set(id, (this.failureGenerations.get(id) ?? 0) + 1);
   }
 
   stats(): IncidentServiceStats {
@@ -252,6 +304,37 @@ export class IncidentService {
 
   private isFresh(entry: TenantIncidentsEntry): boolean {
     return this.now() - entry.fetchedAt.getTime() < this.freshnessMs;
+  }
+
+  /** The tenant's remembered lasting failure, its `retryAfterSeconds` the time left; undefined when none or over. */
+  private recall(tenantId: string, backend: IncidentsBackendName): RememberedFailure | undefined {
+    const key = `${tenantId}|${backend}`;
+    const remembered = this.failures.get(key);
+    if (!remembered) return undefined;
+    const leftMs = remembered.until - this.now();
+    if (leftMs <= 0) {
+      this.failures.delete(key);
+      return undefined;
+    }
+    return { ...remembered, error: { ...remembered.error, retryAfterSeconds: Math.ceil(leftMs / 1000) } };
+  }
+
+  /**
+   * Remembers a refresh's lasting failure, unless the memory is off or the tenant's failures were forgotten
+   * since the refresh started. A failure the token provider gave from its own memory is remembered no
+   * longer than the provider still does.
+   */
+  private remember(tenantId: string, backend: IncidentsBackendName, error: TenantError, thrown: unknown, generation: number): void {
+    if (this.failureMemoryMs <= 0 || !isLastingCode(error.code)) return;
+    if ((this.failureGenerations.get(tenantId) ?? 0) !== generation) return;
+    const providerLeftSeconds = thrown instanceof TokenAcquisitionError ? thrown.rememberedForSeconds : undefined;
+    // The provider's countdown is recomputed at each answer; the rest is the error as first answered.
+    const { retryAfterSeconds: _countdown, ...withoutCountdown } = error;
+    this.failures.set(`${tenantId}|${backend}`, {
+      until: this.now() + Math.min(this.failureMemoryMs, (providerLeftSeconds ?? Number.POSITIVE_INFINITY) * 1000),
+      error: providerLeftSeconds === undefined ? error : withoutCountdown,
+      thrown,
+    });
   }
 
   private client(backend: IncidentsBackendName): IncidentsBackendClient {
@@ -306,6 +389,7 @@ export class IncidentService {
 
   private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number): Promise<RefreshResult> {
     const startedAt = this.now();
+    const generation = this.failureGenerations.get(tenantId) ?? 0;
     // No caller's signal: a caller leaving must not cancel what the others wait for.
     const signal = AbortSignal.timeout(this.refreshTimeoutMs);
     let mode: "full" | "delta" = "full";
@@ -338,6 +422,7 @@ export class IncidentService {
         { tenantId, backend, mode, updatedSince, calls: listed.calls, received: listed.incidents.length, held: entry.incidents.length },
         "tenant incidents refreshed",
       );
+      this.failures.delete(`${tenantId}|${backend}`);
       return { ok: true, entry, fromCache: false };
     } catch (caught) {
       this.counters.refreshFailures++;
@@ -351,6 +436,7 @@ export class IncidentService {
       if (!isTransientCode(error.code)) {
         await this.withLock(tenantId, () => this.deleteCache(tenantId));
       }
+      this.remember(tenantId, backend, error, caught, generation);
       return { ok: false, error };
     }
   }

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { INCIDENT_ROLES } from "../auth/token-diagnostics.js";
-import { TOKEN_ERROR_CODES, TokenAcquisitionError, type TokenErrorCode } from "../auth/token-errors.js";
+import { LASTING_TOKEN_ERROR_CODES, TOKEN_ERROR_CODES, TokenAcquisitionError, type TokenErrorCode } from "../auth/token-errors.js";
 import { UPSTREAM_ERROR_CODES, UpstreamError, type UpstreamErrorCode } from "../defender/backend-client.js";
 
 /**
@@ -19,7 +19,10 @@ export interface TenantError {
   message: string;
   /** What a person can do about it. */
   hint: string;
-  /** Seconds to wait before asking again, when the upstream said so. */
+  /**
+   * Seconds to wait before asking again: when the upstream said so, or while Crosswatch remembers a lasting
+   * failure (then asking sooner gives the same answer without any call).
+   */
   retryAfterSeconds?: number;
 }
 
@@ -54,6 +57,19 @@ const TRANSIENT_CODES: ReadonlySet<TenantErrorCode> = new Set<TenantErrorCode>([
 /** Whether a failure with this code is expected to pass by itself (outage, throttling, deadline, bug). */
 export function isTransientCode(code: TenantErrorCode): boolean {
   return TRANSIENT_CODES.has(code);
+}
+
+/**
+ * Codes after which nothing will change until someone acts (consent, the app's roles, the tenant id, the
+ * app's credential): the token layer's lasting codes, and the incidents API refusing the app's token (401
+ * twice, 403). Remembered for TENANT_FAILURE_MEMORY_SECONDS. Not NOT_FOUND or BAD_REQUEST: they are about
+ * one request, not the tenant.
+ */
+const LASTING_CODES: ReadonlySet<TenantErrorCode> = new Set<TenantErrorCode>([...LASTING_TOKEN_ERROR_CODES, "CONSENT_REQUIRED", "MISSING_ROLE"]);
+
+/** Whether a tenant failure with this code will last until someone acts, so asking again soon is waste. */
+export function isLastingCode(code: TenantErrorCode): boolean {
+  return LASTING_CODES.has(code);
 }
 
 const DEADLINE_MESSAGE = "the operation's deadline passed before the tenant's incidents arrived";

@@ -43,6 +43,27 @@ export function createLoaders(
     return record ? permits(caller, "read", record) : permitsEverywhere(caller, "READER");
   };
   const token = createTokenLoader(services.tokenProvider, options);
+  /**
+   * Token diagnoses by `${tenantId}|${backend}`. A re-check asks Entra even for a tenant whose lasting
+   * failure is remembered, and then forgets the incident service's memory of it, so the next load follows
+   * the re-check's answer (kept by the token provider) rather than the older one.
+   */
+  const diagnoses = (recheck: boolean) =>
+    new DataLoader<`${string}|${TokenResource}`, DiagnosisResult>(async (keys) =>
+      Promise.all(
+        keys.map(async (key): Promise<DiagnosisResult> => {
+          const [tenantId, backend] = key.split("|") as [string, TokenResource];
+          if (!(await mayRead(tenantId))) return { tenantId: tenantId.toLowerCase(), backend, forbidden: true };
+          tenantsTouched.add(tenantId.toLowerCase());
+          const diagnosis = await diagnoseToken(services.tokenProvider, tenantId, backend, {
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(recheck ? { recheck } : {}),
+          });
+          if (recheck) services.incidents.forgetFailures(tenantId, backend);
+          return diagnosis;
+        }),
+      ),
+    );
 
   return {
     tenantsTouched,
@@ -93,17 +114,13 @@ export function createLoaders(
         return record && permits(caller, "read", record) ? record : undefined;
       });
     }),
-    /** Token diagnoses by `${tenantId}|${backend}`: one token need per tenant and backend per request. */
-    diagnosis: new DataLoader<`${string}|${TokenResource}`, DiagnosisResult>(async (keys) =>
-      Promise.all(
-        keys.map(async (key): Promise<DiagnosisResult> => {
-          const [tenantId, backend] = key.split("|") as [string, TokenResource];
-          if (!(await mayRead(tenantId))) return { tenantId: tenantId.toLowerCase(), backend, forbidden: true };
-          tenantsTouched.add(tenantId.toLowerCase());
-          return diagnoseToken(services.tokenProvider, tenantId, backend, options.signal ? { signal: options.signal } : {});
-        }),
-      ),
-    ),
+    /**
+     * Token diagnoses by `${tenantId}|${backend}`: one token need per tenant and backend per request. A
+     * remembered lasting failure is the answer (`Tenant.token`, the update pre-check).
+     */
+    diagnosis: diagnoses(false),
+    /** Explicit re-checks (`tokenDiagnostics`): past any remembered failure, which they then replace. */
+    recheck: diagnoses(true),
   };
 }
 

@@ -17,6 +17,7 @@ import {
 import type { ApiKeyRecord, ApiKeyStore } from "../store/api-key-store.js";
 import { AUDIT_ACTIONS, type AuditAction, type AuditEvent as DomainAuditEvent, type AuditLog } from "../store/audit-log.js";
 import { audited, publicCode, requireEverywhere } from "./access.js";
+import { checkLength, checkLengths, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
 import { tenantIdArgument } from "./tenants.resolver.js";
 
@@ -26,6 +27,9 @@ export interface CallersResolverDeps {
 }
 
 const DAY_MS = 86_400_000;
+/** The key store's bounds on a key's scope. */
+const MAX_KEY_TENANT_IDS = 1000;
+const MAX_KEY_TENANT_TAGS = 100;
 
 /** The caller itself, API keys and the audit log. Keys and the log need ADMIN over every tenant. */
 @Resolver()
@@ -44,6 +48,7 @@ export class CallersResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<ApiKeyConnection> {
     requireEverywhere(ctx, "ADMIN", "listing API keys");
+    checkLength(after, "after", STRING_LIMITS.cursor);
     const page = await this.deps.apiKeys.list(first, after ?? undefined).catch(toPublicError);
     const edges = page.items.map((record, i) => ({ cursor: page.cursors[i]!, node: toApiKey(record) }));
     return { edges, pageInfo: pageInfo(edges, page.hasNextPage, after) };
@@ -56,6 +61,10 @@ export class CallersResolver {
     @Arg("input", () => CreateApiKeyInput) input: CreateApiKeyInput,
     @Ctx() ctx: GraphQLContext,
   ): Promise<CreatedApiKey> {
+    // Bounded before the audit record, which carries the name and scope (the key store's own bounds).
+    checkLength(input.name, "name", STRING_LIMITS.keyName);
+    checkLengths(input.tenantIds, "tenantIds", MAX_KEY_TENANT_IDS, STRING_LIMITS.id);
+    checkLengths(input.tenantTags, "tenantTags", MAX_KEY_TENANT_TAGS, STRING_LIMITS.tenantTag);
     const scope: DomainScope = {
       allTenants: input.allTenants === true,
       tenantIds: (input.tenantIds ?? []).map(tenantIdArgument),
@@ -89,6 +98,7 @@ export class CallersResolver {
 
   @Mutation(() => ApiKey, { description: "Revokes an API key at once, on every replica. Needs ADMIN over all tenants." })
   async revokeApiKey(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<ApiKey> {
+    checkLength(id, "id", STRING_LIMITS.id);
     return audited(ctx, { action: "key.revoke", target: id }, async () => {
       requireEverywhere(ctx, "ADMIN", "revoking API keys");
       return toApiKey(await this.deps.apiKeys.revoke(id, actorLabel(ctx.caller)).catch(toPublicError));
@@ -105,6 +115,10 @@ export class CallersResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<AuditEventConnection> {
     requireEverywhere(ctx, "ADMIN", "reading the audit log");
+    checkLength(filter?.action, "filter.action", STRING_LIMITS.auditText);
+    checkLength(filter?.actorId, "filter.actorId", STRING_LIMITS.auditText);
+    checkLength(filter?.outcome, "filter.outcome", STRING_LIMITS.auditText);
+    checkLength(after, "after", STRING_LIMITS.cursor);
     if (filter?.action && !(AUDIT_ACTIONS as readonly string[]).includes(filter.action)) {
       throw badInput(`action must be one of ${AUDIT_ACTIONS.join(", ")}`, "filter.action");
     }

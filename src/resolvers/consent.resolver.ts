@@ -1,11 +1,10 @@
 import "reflect-metadata";
-import { Arg, Ctx, ID, Query, Resolver } from "type-graphql";
-import { permitsEverywhere } from "../auth/caller.js";
+import { Arg, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
 import type { ConsentLinks } from "../auth/consent.js";
 import { ConsentFlowKind, ConsentLink } from "../schema/consent.type.js";
-import { requireEverywhere, requirePermission, visibleTenant } from "./access.js";
+import { TenantError } from "../schema/token.type.js";
+import { consentLinkIfPermitted, mintConsentLink } from "./consent-links.js";
 import type { GraphQLContext } from "./context.js";
-import { createConsentLink, tenantIdArgument } from "./tenants.resolver.js";
 
 /** Consent links for onboarding a customer tenant. */
 @Resolver()
@@ -15,7 +14,8 @@ export class ConsentResolver {
   @Query(() => ConsentLink, {
     description:
       "A link for a customer's Global Administrator to consent. With no tenantId, any tenant's admin may use it " +
-      "(`organizations`). Onboarding: needs ADMIN over the tenant, or over all tenants for a tenant not yet registered.",
+      "(`organizations`). Needs ADMIN over the tenant, or over all tenants for a tenant not yet registered or no tenantId " +
+      "(FORBIDDEN otherwise). redirectUri: PUBLIC_URL's /consent/callback (the default) or one of CONSENT_REDIRECT_URIS.",
   })
   async consentLink(
     @Arg("tenantId", () => ID, { nullable: true }) tenantId: string | undefined,
@@ -23,14 +23,23 @@ export class ConsentResolver {
     @Arg("flow", () => ConsentFlowKind, { nullable: true, defaultValue: ConsentFlowKind.ADMIN_CONSENT }) flow: ConsentFlowKind,
     @Ctx() ctx: GraphQLContext,
   ): Promise<ConsentLink> {
-    let normalised: string | undefined;
-    if (tenantId !== undefined && tenantId !== null) {
-      normalised = tenantIdArgument(tenantId);
-      // An all-tenant admin may onboard tenants not registered yet; anyone else only tenants it manages.
-      if (!permitsEverywhere(ctx.caller, "ADMIN")) requirePermission(ctx, await visibleTenant(ctx, normalised), "manage");
-    } else {
-      requireEverywhere(ctx, "ADMIN", "a consent link for any tenant");
-    }
-    return createConsentLink(this.links, flow, normalised, redirectUri);
+    return mintConsentLink(ctx, this.links, { flow, tenantId, redirectUri });
+  }
+}
+
+/** The link in a tenant's error, minted only when it is asked for and the caller may mint it. */
+@Resolver(() => TenantError)
+export class TenantErrorConsentResolver {
+  constructor(private readonly links: ConsentLinks) {}
+
+  @FieldResolver(() => ConsentLink, {
+    nullable: true,
+    description:
+      "For CONSENT_REQUIRED and MISSING_ROLE, when the caller is ADMIN over the tenant: the link that fixes it. " +
+      "Null otherwise (a reader sees the code and hint, and asks an admin for the link).",
+  })
+  async consentLink(@Root() error: TenantError, @Ctx() ctx: GraphQLContext): Promise<ConsentLink | null> {
+    if (!error.tenantId || (error.code !== "CONSENT_REQUIRED" && error.code !== "MISSING_ROLE")) return null;
+    return consentLinkIfPermitted(ctx, this.links, { flow: ConsentFlowKind.ADMIN_CONSENT, tenantId: error.tenantId });
   }
 }

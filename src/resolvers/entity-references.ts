@@ -1,11 +1,11 @@
 import type { IncidentsBackend } from "../config.js";
 import { toPublicError } from "../errors.js";
-import { tenantForbiddenError } from "./access.js";
+import { requireEverywhere, tenantForbiddenError } from "./access.js";
 import type { Incident } from "../schema/incident.type.js";
 import type { Tenant } from "../schema/tenant.type.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
 import type { GraphQLContext } from "./context.js";
-import { toIncidentType } from "./incidents.resolver.js";
+import { isIncidentId, toIncidentType } from "./incidents.resolver.js";
 import { toTenant } from "./tenants.resolver.js";
 
 export interface EntityReferenceDeps {
@@ -61,11 +61,35 @@ export async function resolveIncidentReference(
   } catch {
     return null;
   }
+  // No incident has such an id: null without loading the tenant (no token or upstream call).
+  if (!isIncidentId(incidentId)) return null;
   const record = await ctx.loaders.tenant.load(normalised).catch(toPublicError);
   if (!record) throw tenantForbiddenError(normalised);
   const loaded = await ctx.loaders.incidents.load(`${record.id}|${record.backend ?? deps.defaultBackend}`);
   const found = loaded.incidents.find((i) => i.incidentId === incidentId);
   return found ? toIncidentType(found) : null;
+}
+
+/**
+ * Why `_entities` cannot resolve a representation, or undefined when it can: it must be an object whose
+ * `__typename` is one of `entityTypes`. The reason never repeats what the caller sent.
+ */
+export function representationProblem(representation: unknown, entityTypes: ReadonlySet<string>): string | undefined {
+  if (typeof representation !== "object" || representation === null || Array.isArray(representation)) return "is not an object";
+  const typename: unknown = (representation as Record<string, unknown>).__typename;
+  if (typename === undefined || typename === null) return "has no __typename";
+  if (typeof typename !== "string" || !entityTypes.has(typename)) return "has a __typename that is not an entity type of this service";
+  return undefined;
+}
+
+/**
+ * Who may read `_service { sdl }` when introspection is off: a caller with ADMIN over every tenant, which
+ * is what a gateway or `rover subgraph introspect` sends when it composes from the running server. The SDL
+ * is the whole schema, so it is closed exactly as introspection is, and this caller may do everything
+ * anyway.
+ */
+export function requireServiceSdlAccess(ctx: GraphQLContext): void {
+  requireEverywhere(ctx, "ADMIN", "reading the subgraph schema (_service)");
 }
 
 /** `__resolveReference` of each entity type, for `buildCrosswatchSchema`. */

@@ -6,7 +6,7 @@ import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
 import type { Incident as DomainIncident, IncidentPatch } from "../defender/incident.js";
 import { badInput, ErrorCode, toPublicError } from "../errors.js";
-import { QueryInputError, queryIncidents, type IncidentQuery } from "../incidents/incident-query.js";
+import { pageIncidents, parseIncidentQuery, QueryInputError, type ParsedIncidentQuery } from "../incidents/incident-query.js";
 import type { IncidentService, IncidentTarget } from "../incidents/incident-service.js";
 import { tenantForbidden, toTenantError, type TenantError as DomainTenantError, type TenantOutcome as DomainOutcome } from "../incidents/outcome.js";
 import { summarizeIncidents } from "../incidents/summary.js";
@@ -14,7 +14,6 @@ import { ConsentFlowKind } from "../schema/consent.type.js";
 import {
   Incident,
   IncidentConnection,
-  IncidentFilter,
   IncidentPageArgs,
   IncidentSummary,
   TenantOutcome,
@@ -25,8 +24,10 @@ import { Tenant } from "../schema/tenant.type.js";
 import { TenantError, TenantErrorCode } from "../schema/token.type.js";
 import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
 import { audited, requirePermission, visibleTenant } from "./access.js";
+import { checkLength, checkLengths, MAX_FILTER_TAGS, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
-import { createConsentLink, tenantIdArgument } from "./tenants.resolver.js";
+import { consentLinkIfPermitted } from "./consent-links.js";
+import { tenantIdArgument } from "./tenants.resolver.js";
 
 export interface IncidentsResolverDeps {
   tenants: TenantStore;
@@ -39,9 +40,11 @@ export interface IncidentsResolverDeps {
 export const MAX_TENANTS_PER_QUERY = 1000;
 
 /**
- * Incidents across tenants. Resolvers stay thin: pick the tenants, load them through the per-request
- * loader (one load per tenant per request), merge and page with `queryIncidents`, and turn each tenant's
- * outcome into its public shape.
+ * Incidents across tenants. Resolvers stay thin: check every argument first (`parseTenantSelection`,
+ * `parseIncidentPage`, `validIncidentId`, `toPatch`), so a refused request loads no tenant and makes no
+ * token or upstream call; then pick the tenants, load them through the per-request loader (one load per
+ * tenant per request), merge and page with `pageIncidents`, and turn each tenant's outcome into its
+ * public shape.
  */
 @Resolver(() => Incident)
 export class IncidentsResolver {
@@ -59,8 +62,10 @@ export class IncidentsResolver {
     @Args(() => IncidentPageArgs) page: IncidentPageArgs,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
-    const { records, refused } = await this.selectTenants(tenantIds ?? undefined, tenantTags ?? undefined, ctx);
-    return this.connection(records, page, ctx, refused);
+    const selection = parseTenantSelection(tenantIds, tenantTags);
+    const query = parseIncidentPage(page, `incidents:${selection.scope}`);
+    const { records, refused } = await this.selectTenants(selection, ctx);
+    return this.connection(records, query, ctx, refused);
   }
 
   @Query(() => Incident, { nullable: true, description: "One incident; null when the tenant has no such incident." })
@@ -69,8 +74,9 @@ export class IncidentsResolver {
     @Arg("incidentId", () => ID) incidentId: string,
     @Ctx() ctx: GraphQLContext,
   ): Promise<Incident | null> {
-    const record = await visibleTenant(ctx, tenantId);
+    const normalised = tenantIdArgument(tenantId);
     const id = validIncidentId(incidentId);
+    const record = await visibleTenant(ctx, normalised);
     try {
       const found = await this.deps.service.getIncident(this.target(record), id, ctx.operation);
       return found ? toIncidentType(found) : null;
@@ -110,7 +116,8 @@ export class IncidentsResolver {
           extensions: {
             code: "MISSING_ROLE",
             hint: "Ask the customer's Global Administrator to open the consent link again so the app's current permissions (ReadWrite) are granted.",
-            consentLink: (await createConsentLink(this.deps.links, ConsentFlowKind.ADMIN_CONSENT, record.id, undefined)).url,
+            // Only for a caller that may mint it (ADMIN over the tenant); omitted otherwise.
+            consentLink: (await consentLinkIfPermitted(ctx, this.deps.links, { flow: ConsentFlowKind.ADMIN_CONSENT, tenantId: record.id }))?.url,
           },
         },
       );
@@ -122,30 +129,18 @@ export class IncidentsResolver {
     }
   }
 
-  /** The page for a set of tenants (shared with `Tenant.incidents`). */
+  /** The page of a parsed query over a set of tenants (shared with `Tenant.incidents`). */
   async connection(
     records: TenantRecord[],
-    args: IncidentPageArgs,
+    query: ParsedIncidentQuery,
     ctx: GraphQLContext,
     refused: readonly string[] = [],
   ): Promise<IncidentConnection> {
     const loaded = await Promise.all(records.map((r) => ctx.loaders.incidents.load(this.key(r))));
-    const query: IncidentQuery = {
-      filter: args.filter ? toDomainFilter(args.filter) : null,
-      orderBy: args.orderBy ? { field: args.orderBy.field, direction: args.orderBy.direction } : null,
-      first: args.first,
-      after: args.after ?? null,
-    };
-    let page;
-    try {
-      page = queryIncidents(
-        loaded.map((l) => ({ tenantId: l.tenantId, incidents: l.incidents })),
-        query,
-      );
-    } catch (error) {
-      if (error instanceof QueryInputError) throw badInput(error.message, error.field);
-      throw error;
-    }
+    const page = pageIncidents(
+      loaded.map((l) => ({ tenantId: l.tenantId, incidents: l.incidents })),
+      query,
+    );
     return {
       edges: page.edges.map((e) => ({ cursor: e.cursor, node: toIncidentType(e.incident) })),
       pageInfo: {
@@ -190,36 +185,18 @@ export class IncidentsResolver {
    * The tenants a query spans: the listed ones the caller may see (an unknown or invisible one is `refused`,
    * one answer for both), or every tenant in the caller's scope.
    */
-  private async selectTenants(
-    tenantIds: string[] | undefined,
-    tenantTags: string[] | undefined,
-    ctx: GraphQLContext,
-  ): Promise<{ records: TenantRecord[]; refused: string[] }> {
-    let records: TenantRecord[];
-    let refused: string[] = [];
-    if (tenantIds) {
-      if (tenantIds.length > MAX_TENANTS_PER_QUERY) {
-        throw badInput(`at most ${MAX_TENANTS_PER_QUERY} tenantIds per query`, "tenantIds");
-      }
-      let ids: string[];
-      try {
-        ids = [...new Set(tenantIds.map(normaliseTenantId))];
-      } catch (error) {
-        return toPublicError(error);
-      }
-      const found = await ctx.loaders.tenant.loadMany(ids);
-      const failed = found.find((r) => r instanceof Error);
-      if (failed) throw failed;
-      refused = ids.filter((_, i) => !found[i]);
-      records = found.filter((r): r is TenantRecord => r !== undefined && !(r instanceof Error));
-      if (tenantTags && tenantTags.length > 0) {
-        const wanted = new Set(tenantTags);
-        records = records.filter((r) => r.tags.some((t) => wanted.has(t)));
-      }
-    } else {
-      records = await this.allTenants(tenantTags && tenantTags.length > 0 ? tenantTags : undefined, ctx);
+  private async selectTenants(selection: TenantSelection, ctx: GraphQLContext): Promise<{ records: TenantRecord[]; refused: string[] }> {
+    const { ids, tags } = selection;
+    if (!ids) return { records: await this.allTenants(tags, ctx), refused: [] };
+    const found = await ctx.loaders.tenant.loadMany(ids);
+    const failed = found.find((r) => r instanceof Error);
+    if (failed) throw failed;
+    let records = found.filter((r): r is TenantRecord => r !== undefined && !(r instanceof Error));
+    if (tags) {
+      const wanted = new Set(tags);
+      records = records.filter((r) => r.tags.some((t) => wanted.has(t)));
     }
-    return { records, refused };
+    return { records, refused: ids.filter((_, i) => !found[i]) };
   }
 
   /** Every registered tenant in the caller's scope (with any of the tags), refusing more than a query may span. */
@@ -256,15 +233,13 @@ export class IncidentsResolver {
 
   private async publicTenantError(tenantId: string, error: DomainTenantError): Promise<TenantError> {
     const out = new TenantError();
+    // The consent link, when there is one for this caller, comes from TenantError.consentLink's resolver.
     Object.assign(out, {
+      tenantId,
       code: TenantErrorCode[error.code],
       message: error.message,
       hint: error.hint,
       retryAfterSeconds: error.retryAfterSeconds ?? null,
-      consentLink:
-        error.code === "CONSENT_REQUIRED" || error.code === "MISSING_ROLE"
-          ? await createConsentLink(this.deps.links, ConsentFlowKind.ADMIN_CONSENT, tenantId, undefined)
-          : null,
     });
     return out;
   }
@@ -299,7 +274,8 @@ export class TenantIncidentsResolver {
     @Args(() => IncidentPageArgs) page: IncidentPageArgs,
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
-    return this.incidentsResolver.connection([await this.record(tenant, ctx)], page, ctx);
+    const query = parseIncidentPage(page, `Tenant.incidents:${tenant.id}`);
+    return this.incidentsResolver.connection([await this.record(tenant, ctx)], query, ctx);
   }
 
   @FieldResolver(() => IncidentSummary, { description: "Counts of this tenant's incidents by severity and status." })
@@ -328,12 +304,66 @@ export class TenantIncidentsResolver {
   }
 }
 
+/** The tenants an `incidents` query names, checked: ids normalised and deduplicated, tags bounded. */
+export interface TenantSelection {
+  /** The listed tenants; undefined: every tenant in the caller's scope. */
+  ids: string[] | undefined;
+  /** Only tenants carrying one of these; undefined (or an empty list given): no constraint. */
+  tags: string[] | undefined;
+  /** The selection in canonical form, for the cursor binding. */
+  scope: string;
+}
+
+/**
+ * Checks `incidents(tenantIds, tenantTags)` without touching the registry: at most
+ * MAX_TENANTS_PER_QUERY ids, each a GUID; at most MAX_FILTER_TAGS tags, each bounded.
+ */
+export function parseTenantSelection(tenantIds: readonly string[] | null | undefined, tenantTags: readonly string[] | null | undefined): TenantSelection {
+  let ids: string[] | undefined;
+  if (tenantIds !== undefined && tenantIds !== null) {
+    if (tenantIds.length > MAX_TENANTS_PER_QUERY) throw badInput(`at most ${MAX_TENANTS_PER_QUERY} tenantIds per query`, "tenantIds");
+    try {
+      ids = [...new Set(tenantIds.map(normaliseTenantId))];
+    } catch {
+      throw badInput("tenantIds must be Entra tenant ids (GUIDs)", "tenantIds");
+    }
+  }
+  checkLengths(tenantTags, "tenantTags", MAX_FILTER_TAGS, STRING_LIMITS.tenantTag);
+  const tags = tenantTags && tenantTags.length > 0 ? [...new Set(tenantTags)] : undefined;
+  return { ids, tags, scope: JSON.stringify([ids ? [...ids].sort() : null, tags ? [...tags].sort() : null]) };
+}
+
+/**
+ * The filter, order, page size and cursor of `incidents` and `Tenant.incidents`, checked and compiled
+ * before any tenant is loaded; `scope` names the field and its tenants, so a cursor of another field,
+ * tenant selection, filter or order is refused here too.
+ */
+export function parseIncidentPage(args: IncidentPageArgs, scope: string): ParsedIncidentQuery {
+  try {
+    return parseIncidentQuery({
+      filter: args.filter ?? null,
+      orderBy: args.orderBy ?? null,
+      first: args.first,
+      after: args.after ?? null,
+      scope,
+    });
+  } catch (error) {
+    if (error instanceof QueryInputError) throw badInput(error.message, error.field);
+    throw error;
+  }
+}
+
 const INCIDENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Whether a string is an incident id as both backends issue them (legacy numbers, Graph ids). */
+export function isIncidentId(id: string): boolean {
+  // Bounded before trimming: surrounding spaces are allowed, a megabyte is not even copied.
+  return id.length <= 2 * STRING_LIMITS.id && INCIDENT_ID.test(id.trim());
+}
+
 function validIncidentId(id: string): string {
-  const trimmed = id.trim();
-  if (!INCIDENT_ID.test(trimmed)) throw badInput("incidentId must be 1 to 64 letters, digits, - or _", "incidentId");
-  return trimmed;
+  if (!isIncidentId(id)) throw badInput("incidentId must be 1 to 64 letters, digits, - or _", "incidentId");
+  return id.trim();
 }
 
 function toPatch(input: UpdateIncidentInput): IncidentPatch {
@@ -345,45 +375,25 @@ function toPatch(input: UpdateIncidentInput): IncidentPatch {
     patch.status = input.status;
   }
   if (input.assignedTo !== undefined && input.assignedTo !== null) {
-    if (input.assignedTo.length > 256) throw badInput("assignedTo is at most 256 characters", "assignedTo");
+    checkLength(input.assignedTo, "assignedTo", STRING_LIMITS.assignedTo);
     patch.assignedTo = input.assignedTo.trim() === "" ? null : input.assignedTo.trim();
   }
   if (input.classification !== undefined && input.classification !== null) patch.classification = input.classification;
   if (input.determination !== undefined && input.determination !== null) patch.determination = input.determination;
   if (input.tags !== undefined && input.tags !== null) {
-    if (input.tags.length > 64 || input.tags.some((t) => t.trim() === "" || t.length > 128)) {
-      throw badInput("tags: at most 64, each 1 to 128 characters", "tags");
+    if (input.tags.length > 64 || input.tags.some((t) => t.trim() === "" || t.length > STRING_LIMITS.incidentTag)) {
+      throw badInput(`tags: at most 64, each 1 to ${STRING_LIMITS.incidentTag} characters`, "tags");
     }
     patch.tags = input.tags.map((t) => t.trim());
   }
   if (input.comment !== undefined && input.comment !== null) {
-    if (input.comment.trim() === "" || input.comment.length > 10_000) throw badInput("comment must be 1 to 10,000 characters", "comment");
+    if (input.comment.length > STRING_LIMITS.comment || input.comment.trim() === "") {
+      throw badInput(`comment must be 1 to ${STRING_LIMITS.comment.toLocaleString("en-US")} characters`, "comment");
+    }
     patch.comment = input.comment;
   }
   if (Object.keys(patch).length === 0) throw badInput("give at least one field to change", "input");
   return patch;
-}
-
-function toDomainFilter(filter: IncidentFilter): NonNullable<IncidentQuery["filter"]> {
-  if (filter.assignedTo !== undefined && filter.assignedTo !== null && filter.unassigned === true) {
-    throw badInput("give assignedTo or unassigned, not both", "filter.unassigned");
-  }
-  const out: NonNullable<IncidentQuery["filter"]> = {};
-  // The query treats a present assignedTo of "" as "unassigned", so set it only when asked for.
-  if (filter.unassigned === true) out.assignedTo = "";
-  else if (filter.assignedTo !== undefined && filter.assignedTo !== null) {
-    if (filter.assignedTo.trim() === "") throw badInput("assignedTo must not be empty; use unassigned: true", "filter.assignedTo");
-    out.assignedTo = filter.assignedTo;
-  }
-  if (filter.severity) out.severity = filter.severity;
-  if (filter.status) out.status = filter.status;
-  if (filter.classification) out.classification = filter.classification;
-  if (filter.createdAfter) out.createdAfter = filter.createdAfter;
-  if (filter.createdBefore) out.createdBefore = filter.createdBefore;
-  if (filter.updatedAfter) out.updatedAfter = filter.updatedAfter;
-  if (filter.updatedBefore) out.updatedBefore = filter.updatedBefore;
-  if (filter.search) out.search = filter.search;
-  return out;
 }
 
 /** The GraphQL shape of a normalised incident. */

@@ -15,14 +15,18 @@ import {
   TenantFilter,
   UpdateTenantInput,
 } from "../schema/tenant.type.js";
-import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
+import { MAX_TAGS as MAX_TENANT_TAGS, normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
 import { audited, requirePermission, tenantForbiddenError, visibleTenant } from "./access.js";
+import { checkLength, checkLengths, MAX_FILTER_TAGS, STRING_LIMITS } from "./arguments.js";
+import { consentLinkIfPermitted } from "./consent-links.js";
 import type { GraphQLContext } from "./context.js";
 
 export interface TenantsResolverDeps {
   tenants: TenantStore;
   links: ConsentLinks;
   defaultBackend: IncidentsBackend;
+  /** A tenant was registered or its backend changed: what was remembered of its failures no longer holds. */
+  onTenantChanged?(tenantId: string): void;
 }
 
 /** The tenant registry: queries, mutations, and the consent link of one tenant. */
@@ -39,6 +43,9 @@ export class TenantsResolver {
     @Arg("after", () => String, { nullable: true }) after: string | undefined,
     @Ctx() ctx: GraphQLContext,
   ): Promise<TenantConnection> {
+    checkLengths(filter?.tags, "filter.tags", MAX_FILTER_TAGS, STRING_LIMITS.tenantTag);
+    checkLength(filter?.search, "filter.search", STRING_LIMITS.search);
+    checkLength(after, "after", STRING_LIMITS.cursor);
     const scope = readableScope(ctx.caller);
     const page = await this.deps.tenants
       .list(
@@ -81,6 +88,8 @@ export class TenantsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<Tenant> {
     const id = tenantIdArgument(input.id);
+    // Bounded before the audit record, which carries the name and tags.
+    checkTenantFields(input);
     return audited(ctx, { action: "tenant.register", tenantId: id, detail: { displayName: input.displayName, tags: input.tags ?? [] } }, async () => {
       if (!permits(ctx.caller, "manage", { id, tags: input.tags ?? [] })) throw tenantForbiddenError(id);
       try {
@@ -90,6 +99,7 @@ export class TenantsResolver {
           ...(input.tags ? { tags: input.tags } : {}),
           backend: input.backend ?? null,
         });
+        this.deps.onTenantChanged?.(record.id);
         return this.toTenant(record);
       } catch (error) {
         // An existing tenant the caller cannot see must not be revealed by ALREADY_EXISTS.
@@ -108,6 +118,7 @@ export class TenantsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<Tenant> {
     const tenantId = tenantIdArgument(id);
+    checkTenantFields(input);
     const changed = Object.entries(input).filter(([, value]) => value !== undefined).map(([key]) => key);
     return audited(ctx, { action: "tenant.update", tenantId, detail: { changed } }, async () => {
       const record = await visibleTenant(ctx, tenantId);
@@ -121,6 +132,7 @@ export class TenantsResolver {
           ...(input.backend !== undefined ? { backend: input.backend } : {}),
         })
         .catch(toPublicError);
+      if (updated.backend !== record.backend) this.deps.onTenantChanged?.(record.id);
       return this.toTenant(updated);
     });
   }
@@ -138,17 +150,29 @@ export class TenantsResolver {
     });
   }
 
-  @FieldResolver(() => ConsentLink, { description: "A fresh admin-consent link bound to this tenant." })
+  @FieldResolver(() => ConsentLink, {
+    nullable: true,
+    description:
+      "A fresh admin-consent link bound to this tenant, when the caller is ADMIN over it; null otherwise (see consentState). " +
+      "redirectUri: PUBLIC_URL's /consent/callback (the default) or one of CONSENT_REDIRECT_URIS.",
+  })
   async consentLink(
     @Root() tenant: Tenant,
     @Arg("redirectUri", () => String, { nullable: true }) redirectUri: string | undefined,
-  ): Promise<ConsentLink> {
-    return createConsentLink(this.deps.links, ConsentFlowKind.ADMIN_CONSENT, tenant.id, redirectUri);
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<ConsentLink | null> {
+    return consentLinkIfPermitted(ctx, this.deps.links, { flow: ConsentFlowKind.ADMIN_CONSENT, tenantId: tenant.id, redirectUri });
   }
 
   private toTenant(record: TenantRecord): Tenant {
     return toTenant(record, this.deps.defaultBackend);
   }
+}
+
+/** The registry's own bounds on a tenant's name and tags, checked before any store call or audit record. */
+function checkTenantFields(input: { displayName?: string | null; tags?: string[] | null }): void {
+  checkLength(input.displayName, "displayName", STRING_LIMITS.displayName);
+  checkLengths(input.tags, "tags", MAX_TENANT_TAGS, STRING_LIMITS.tenantTag);
 }
 
 /** A tenant id argument, normalised, or BAD_USER_INPUT. */
@@ -174,29 +198,4 @@ export function toTenant(record: TenantRecord, defaultBackend: IncidentsBackend)
 
 function backendKind(backend: IncidentsBackend): IncidentsBackendKind {
   return backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER;
-}
-
-const HTTP_URL = /^https?:\/\/[^\s]+$/i;
-
-/** Validates the arguments and builds a consent link (shared by `consentLink` and `Tenant.consentLink`). */
-export async function createConsentLink(
-  links: ConsentLinks,
-  flow: ConsentFlowKind,
-  tenantId: string | undefined,
-  redirectUri: string | undefined,
-): Promise<ConsentLink> {
-  if (redirectUri !== undefined && redirectUri !== null && (!HTTP_URL.test(redirectUri) || redirectUri.length > 2000)) {
-    throw badInput("redirectUri must be an http(s) URL registered on the app", "redirectUri");
-  }
-  if (flow === ConsentFlowKind.LEGACY_V1 && redirectUri) {
-    throw badInput("LEGACY_V1 links carry no redirectUri: the app's registered reply URL is used", "redirectUri");
-  }
-  const link = await links.create({
-    flow,
-    tenantId: tenantId ?? undefined,
-    redirectUri: redirectUri ?? undefined,
-  });
-  const result = new ConsentLink();
-  Object.assign(result, { ...link, flow: link.flow === "LEGACY_V1" ? ConsentFlowKind.LEGACY_V1 : ConsentFlowKind.ADMIN_CONSENT });
-  return result;
 }

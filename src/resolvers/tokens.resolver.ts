@@ -1,23 +1,19 @@
 import "reflect-metadata";
 import { Arg, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
-import type { ConsentLinks } from "../auth/consent.js";
 import type { TokenDiagnosis } from "../auth/token-diagnostics.js";
 import type { IncidentsBackend } from "../config.js";
 import { badInput, toPublicError } from "../errors.js";
 import { tenantForbidden } from "../incidents/outcome.js";
 import { isForbidden, type DiagnosisResult } from "../loaders/loaders.js";
-import { ConsentFlowKind } from "../schema/consent.type.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
 import { IncidentCapabilityKind, TenantError, TenantErrorCode, TokenDiagnostics } from "../schema/token.type.js";
 import type { TenantStore } from "../store/tenant-store.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
 import type { GraphQLContext } from "./context.js";
-import { createConsentLink } from "./tenants.resolver.js";
 
 export interface TokensResolverDeps {
   tenants: TenantStore;
-  links: ConsentLinks;
   defaultBackend: IncidentsBackend;
 }
 
@@ -54,7 +50,8 @@ export class TokensResolver {
         const record = records[i];
         const registered = record instanceof Error ? undefined : record;
         const chosen = backend ?? registered?.backend ?? this.deps.defaultBackend;
-        return this.explain(await ctx.loaders.diagnosis.load(`${id}|${chosen}`));
+        // An explicit re-check: past any remembered failure of the tenant, which it replaces.
+        return this.explain(await ctx.loaders.recheck.load(`${id}|${chosen}`));
       }),
     );
   }
@@ -100,15 +97,13 @@ export class TokensResolver {
     error: NonNullable<TokenDiagnosis["error"]>,
   ): Promise<TenantError> {
     const out = new TenantError();
-    const fixableByConsent = error.code === "CONSENT_REQUIRED" || error.code === "MISSING_ROLE";
+    // The consent link, when there is one for this caller, comes from TenantError.consentLink's resolver.
     Object.assign(out, {
+      tenantId,
       code: TenantErrorCode[error.code],
       message: error.message,
       hint: error.hint,
       retryAfterSeconds: error.retryAfterSeconds ?? null,
-      consentLink: fixableByConsent
-        ? await createConsentLink(this.deps.links, ConsentFlowKind.ADMIN_CONSENT, tenantId, undefined)
-        : null,
     });
     return out;
   }
@@ -116,7 +111,7 @@ export class TokensResolver {
 
 function forbiddenDiagnostics(tenantId: string, backend: "defender" | "graph"): TokenDiagnostics {
   const error = new TenantError();
-  Object.assign(error, { ...tenantForbidden(tenantId), retryAfterSeconds: null, consentLink: null });
+  Object.assign(error, { ...tenantForbidden(tenantId), retryAfterSeconds: null });
   const out = new TokenDiagnostics();
   Object.assign(out, {
     tenantId,

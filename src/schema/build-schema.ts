@@ -2,10 +2,22 @@ import "reflect-metadata";
 import { buildSubgraphSchema, printSubgraphSchema } from "@apollo/subgraph";
 import type { GraphQLResolverMap } from "@apollo/subgraph/dist/schema-helper/resolverMap.js";
 import { printSchemaWithDirectives } from "@graphql-tools/utils";
-import { parse, printSchema, type GraphQLResolveInfo, type GraphQLSchema } from "graphql";
+import {
+  GraphQLError,
+  isUnionType,
+  OperationTypeNode,
+  parse,
+  printSchema,
+  type GraphQLFieldResolver,
+  type GraphQLResolveInfo,
+  type GraphQLSchema,
+  type ValidationRule,
+} from "graphql";
 import { buildSchema, createResolversMap, type ContainerType } from "type-graphql";
+import { badInput } from "../errors.js";
 import { CallersResolver } from "../resolvers/callers.resolver.js";
-import { ConsentResolver } from "../resolvers/consent.resolver.js";
+import { representationProblem } from "../resolvers/entity-references.js";
+import { ConsentResolver, TenantErrorConsentResolver } from "../resolvers/consent.resolver.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "../resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
 import { TenantsResolver } from "../resolvers/tenants.resolver.js";
@@ -16,6 +28,7 @@ export const RESOLVERS = [
   ServerInfoResolver,
   TenantsResolver,
   ConsentResolver,
+  TenantErrorConsentResolver,
   TokensResolver,
   IncidentsResolver,
   TenantIncidentsResolver,
@@ -37,6 +50,15 @@ export type EntityReferenceResolvers<TContext = any> = Record<
   string,
   { __resolveReference(reference: any, context: TContext, info: GraphQLResolveInfo): unknown }
 >;
+
+/** Checks on the federation fields that depend on the deployment rather than on the schema. */
+export interface SubgraphOptions<TContext = any> {
+  /**
+   * Runs before `_service { sdl }` answers and throws to refuse the caller: the SDL describes the whole
+   * schema, as introspection does. Unset: every caller may read it.
+   */
+  authorizeService?: (context: TContext) => void;
+}
 
 /** Instances are never called while printing, so every class gets a bare prototype instance. */
 const PRINT_ONLY_CONTAINER: ContainerType = {
@@ -60,6 +82,7 @@ async function buildTypeGraphQLSchema(container: ContainerType): Promise<GraphQL
 export async function buildCrosswatchSchema(
   container: ContainerType,
   references: EntityReferenceResolvers = {},
+  options: SubgraphOptions = {},
 ): Promise<GraphQLSchema> {
   const schema = await buildTypeGraphQLSchema(container);
   // type-graphql keeps `@Directive('@key(...)')` in the AST nodes, which printSchema drops; printing with
@@ -68,11 +91,62 @@ export async function buildCrosswatchSchema(
   for (const [typeName, reference] of Object.entries(references)) {
     resolvers[typeName] = { ...(resolvers[typeName] as object), ...reference } as GraphQLResolverMap<unknown>[string];
   }
-  return buildSubgraphSchema({
+  const subgraph = buildSubgraphSchema({
     typeDefs: parse(`${FEDERATION_LINK}\n\n${printSchemaWithDirectives(schema)}`),
     resolvers,
   });
+  guardFederationFields(subgraph, options);
+  return subgraph;
 }
+
+/**
+ * Wraps the resolvers @apollo/subgraph installs for `_service` and `_entities`. `_service` asks
+ * `authorizeService` first. `_entities` refuses, as BAD_USER_INPUT for that entity only, a representation
+ * that is not an object or whose `__typename` is missing or not one of the `_Entity` types: @apollo/subgraph
+ * would throw a plain Error for it (an internal error) or hand graphql-js an object it cannot type. The
+ * valid representations of the same call still resolve, as one batch.
+ */
+function guardFederationFields(schema: GraphQLSchema, options: SubgraphOptions): void {
+  const fields = schema.getQueryType()?.getFields();
+  const service = fields?._service;
+  const authorize = options.authorizeService;
+  if (service?.resolve && authorize) {
+    const resolve = service.resolve;
+    service.resolve = (source, args, context, info) => {
+      authorize(context);
+      return resolve(source, args, context, info);
+    };
+  }
+  const entities = fields?._entities;
+  const entityUnion = schema.getType("_Entity");
+  if (entities?.resolve && isUnionType(entityUnion)) {
+    const entityTypes = new Set(entityUnion.getTypes().map((type) => type.name));
+    const resolve: GraphQLFieldResolver<unknown, unknown> = entities.resolve;
+    entities.resolve = async (source, args: { representations: unknown[] }, context, info) => {
+      const problems = args.representations.map((representation) => representationProblem(representation, entityTypes));
+      const valid = args.representations.filter((_, i) => problems[i] === undefined);
+      const resolved = valid.length > 0 ? ((await resolve(source, { ...args, representations: valid }, context, info)) as unknown[]) : [];
+      let next = 0;
+      // An Error as a list item fails that item alone, at its own path (`_entities.3`).
+      return problems.map((problem, i) => (problem === undefined ? resolved[next++] : badInput(`representations[${i}] ${problem}`, "representations")));
+    };
+  }
+}
+
+/**
+ * Refuses subscription operations at validation (GRAPHQL_VALIDATION_FAILED, HTTP 400). The schema has no
+ * Subscription type: graphql-js validates such an operation's fields against nothing and fails it only at
+ * execution, as an internal error.
+ */
+export const noSubscriptionsRule: ValidationRule = (context) => ({
+  OperationDefinition(node) {
+    if (node.operation === OperationTypeNode.SUBSCRIPTION && !context.getSchema().getSubscriptionType()) {
+      context.reportError(
+        new GraphQLError("subscriptions are not supported: Crosswatch answers queries and mutations over HTTP POST /graphql", { nodes: node }),
+      );
+    }
+  },
+});
 
 /**
  * The SDL of the public schema, as committed in schema.graphql: what clients (and codegen) see, without

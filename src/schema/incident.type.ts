@@ -306,7 +306,10 @@ export class IncidentFilter {
   @Field(() => [ClassificationEnum], { nullable: true })
   classification?: Classification[];
 
-  @Field(() => String, { nullable: true, description: "Exact owner (case-insensitive)." })
+  @Field(() => String, {
+    nullable: true,
+    description: "Exact owner (case-insensitive; at most 256 characters). Not blank, and not with unassigned: true.",
+  })
   assignedTo?: string;
 
   @Field(() => Boolean, { nullable: true, description: "true: only unassigned incidents; false or null: no constraint." })
@@ -324,7 +327,7 @@ export class IncidentFilter {
   @Field(() => Date, { nullable: true })
   updatedBefore?: Date;
 
-  @Field(() => String, { nullable: true, description: "Part of the incident name, or an exact incident id." })
+  @Field(() => String, { nullable: true, description: "Part of the incident name, or an exact incident id (at most 200 characters)." })
   search?: string;
 }
 
@@ -342,7 +345,7 @@ export class UpdateIncidentInput {
   @Field(() => IncidentStatusEnum, { nullable: true, description: "ACTIVE, IN_PROGRESS, RESOLVED or REDIRECTED." })
   status?: IncidentStatus;
 
-  @Field(() => String, { nullable: true, description: "New owner; an empty string unassigns." })
+  @Field(() => String, { nullable: true, description: "New owner (at most 256 characters); an empty string unassigns." })
   assignedTo?: string;
 
   @Field(() => ClassificationEnum, { nullable: true })
@@ -351,10 +354,10 @@ export class UpdateIncidentInput {
   @Field(() => DeterminationEnum, { nullable: true })
   determination?: Determination;
 
-  @Field(() => [String], { nullable: true, description: "Replaces the incident's tags." })
+  @Field(() => [String], { nullable: true, description: "Replaces the incident's tags (at most 64, each 1 to 128 characters)." })
   tags?: string[];
 
-  @Field(() => String, { nullable: true, description: "Appended as a new comment." })
+  @Field(() => String, { nullable: true, description: "Appended as a new comment (1 to 4,000 characters)." })
   comment?: string;
 }
 
@@ -370,6 +373,9 @@ export class IncidentPageArgs {
   @Field(() => Int, { nullable: true, defaultValue: 50, description: "At most 500." })
   first!: number;
 
-  @Field(() => String, { nullable: true, description: "endCursor of the previous page (same orderBy)." })
+  @Field(() => String, {
+    nullable: true,
+    description: "endCursor of the previous page of the same query (same field, tenants, filter and orderBy).",
+  })
   after?: string;
 }

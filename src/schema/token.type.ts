@@ -1,7 +1,6 @@
 import "reflect-metadata";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
 import { TENANT_ERROR_CODES, type TenantErrorCode as DomainTenantErrorCode } from "../incidents/outcome.js";
-import { ConsentLink } from "./consent.type.js";
 import { IncidentsBackendKind } from "./server-info.type.js";
 
 /** Public failure codes of a tenant: the token layer's, the incidents backends', and DEADLINE_EXCEEDED. */
@@ -34,8 +33,11 @@ export class TenantError {
   @Field(() => Int, { nullable: true, description: "When throttled: seconds to wait before trying again." })
   retryAfterSeconds!: number | null;
 
-  @Field(() => ConsentLink, { nullable: true, description: "For CONSENT_REQUIRED and MISSING_ROLE: the link that fixes it." })
-  consentLink!: ConsentLink | null;
+  /**
+   * The tenant this error is about. Not a field (its TenantOutcome or TokenDiagnostics says it): the
+   * `consentLink` field resolver (src/resolvers/consent.resolver.ts) needs it to apply the consent-link rule.
+   */
+  tenantId?: string;
 }
 
 @ObjectType({ description: "An application permission that satisfies a backend, and what it allows." })

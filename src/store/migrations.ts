@@ -78,6 +78,18 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX audit_events_at_idx ON audit_events (at)
     `,
   },
+  {
+    version: 4,
+    name: "deployment_mode",
+    // One row, written by the first server that opens the store: sandbox or azure, for good (store/deployment.ts).
+    sql: `
+      CREATE TABLE deployment (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        mode text NOT NULL CHECK (mode IN ('sandbox', 'azure')),
+        first_seen_at timestamptz NOT NULL DEFAULT now()
+      )
+    `,
+  },
 ];
 
 /** Arbitrary constant naming Crosswatch's migration lock. */

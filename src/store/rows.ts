@@ -6,6 +6,9 @@ export function toDate(value: Date | string | null): Date | null {
   return value instanceof Date ? value : new Date(value);
 }
 
+/** The largest PostgreSQL `bigint`: a decoded cursor beyond it would fail in SQL, not as bad input. */
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
 /**
  * Opaque keyset cursors over a `bigserial` sequence column, newest first: `after` means "older than".
  * The kind tag keeps a cursor of one listing from being accepted by another.
@@ -14,10 +17,11 @@ export function encodeSeqCursor(kind: string, seq: string | number): string {
   return Buffer.from(JSON.stringify([kind, String(seq)])).toString("base64url");
 }
 
+/** The sequence value of a cursor, refused as INVALID_INPUT unless it is a `bigint` this server could have issued. */
 export function decodeSeqCursor(kind: string, cursor: string): string {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-    if (Array.isArray(value) && value.length === 2 && value[0] === kind && typeof value[1] === "string" && /^\d{1,19}$/.test(value[1])) {
+    if (Array.isArray(value) && value.length === 2 && value[0] === kind && typeof value[1] === "string" && /^\d{1,19}$/.test(value[1]) && BigInt(value[1]) <= MAX_BIGINT) {
       return value[1];
     }
   } catch {

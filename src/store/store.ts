@@ -4,6 +4,7 @@ import { openPglite, openPostgres, type SqlClient } from "./sql.js";
 import { ApiKeyStore } from "./api-key-store.js";
 import { AuditLog } from "./audit-log.js";
 import { ConsentNonceStore } from "./consent-nonces.js";
+import { DeploymentStore } from "./deployment.js";
 import { TenantStore } from "./tenant-store.js";
 
 export interface StoreOptions {
@@ -22,6 +23,8 @@ export interface Store {
   apiKeys: ApiKeyStore;
   /** Who did what to which tenant, and how it ended. */
   audit: AuditLog;
+  /** Whether the store serves the sandbox or Azure, recorded once by the first server that opens it. */
+  deployment: DeploymentStore;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     consentNonces: new ConsentNonceStore(db),
     apiKeys: new ApiKeyStore(db),
     audit: new AuditLog(db),
+    deployment: new DeploymentStore(db),
     close: () => db.close(),
   };
 }

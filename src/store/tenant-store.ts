@@ -63,7 +63,8 @@ export interface TenantPage {
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
-const MAX_TAGS = 32;
+/** Most tags a tenant may carry. */
+export const MAX_TAGS = 32;
 export const MAX_PAGE_SIZE = 500;
 
 interface TenantRow {

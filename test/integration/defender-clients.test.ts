@@ -69,6 +69,7 @@ async function tokenProvider(sandbox: TestSandbox): Promise<TokenProvider> {
       return token;
     },
     invalidate: (tenantId, resource) => inner.invalidate(tenantId, resource),
+    forgetFailures: (tenantId) => inner.forgetFailures(tenantId),
     stats: () => inner.stats(),
   };
 }
@@ -454,6 +455,7 @@ describe("failures stay with their tenant and carry the right code", () => {
     const fake: TokenProvider = {
       getToken: async () => ({ accessToken: bogus, expiresOn: new Date(Date.now() + 3_600_000), fromCache: true, claims: {} as AccessToken["claims"], fingerprint: "bogus" }),
       invalidate: (tenantId, resource) => void invalidated.push(`${tenantId}/${resource}`),
+      forgetFailures: () => undefined,
       stats: () => tokens.stats(),
     };
     const { defender } = clients({}, t, fake);

@@ -36,7 +36,7 @@ for (const backend of ["defender", "graph"] as const) {
     const named = (name: string) => tenants.find((t) => t.displayName === name)!;
     /** Tenants whose incidents the app may read. */
     const readable = () => tenants.filter((t) => t.displayName !== "Alpine Ski House" && t.displayName !== "Coho Winery");
-    /** List calls for the readable tenants (failing ones are retried by every query, by design). */
+    /** List calls for the readable tenants (the failing ones' lasting failures are remembered, see failure-memory.test.ts). */
     const listCalls = () => {
       const c = runtime.sandbox!.context.counterSnapshot();
       return readable().reduce((sum, t) => sum + (c.byTenant[t.id]?.["defender.list"] ?? 0) + (c.byTenant[t.id]?.["graph.list"] ?? 0), 0);

@@ -20,6 +20,7 @@ describe("operation limits on an Apollo server", () => {
     maxCost: 2_000,
     bodyLimitBytes: 1024 * 1024,
     introspection: true,
+    federationTracing: false,
   };
   const typeDefs = `#graphql
     type Query {

@@ -23,7 +23,9 @@ describe("operations: /metrics, /readyz, operation logs, graceful shutdown", () 
   it("exposes Prometheus metrics: GraphQL latency, per-tenant upstream calls, tokens, cache", async () => {
     await postGraphQL(runtime.url, "query Queue($ids: [ID!]) { incidents(tenantIds: $ids, first: 5) { totalCount } }", { ids: [contosoId] });
     await postGraphQL(runtime.url, "query Queue($ids: [ID!]) { incidents(tenantIds: $ids, first: 5) { totalCount } }", { ids: [contosoId] });
-    const response = await request(`${runtime.url}/metrics`);
+    // On the metrics listener of its own (METRICS_PORT; a free one when PORT=0), not beside /graphql.
+    assert.ok(runtime.app.metricsUrl, "a metrics listener");
+    const response = await request(runtime.app.metricsUrl);
     assert.equal(response.statusCode, 200);
     assert.match(String(response.headers["content-type"]), /^text\/plain/);
     const text = await response.body.text();

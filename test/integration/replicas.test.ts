@@ -91,6 +91,8 @@ describe("two replicas on PostgreSQL and Redis behind @apollo/gateway", { skip }
       loadConfig({
         PORT: "0",
         LOG_LEVEL: "silent",
+        // The sandbox on an external database is a choice, never a fallback (src/deployment-mode.ts).
+        SANDBOX: "true",
         DATABASE_URL: databaseUrl(),
         REDIS_URL,
         REDIS_PREFIX: prefix,

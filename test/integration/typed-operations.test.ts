@@ -47,10 +47,12 @@ describe("example operations through their generated typed documents", () => {
     assert.equal(tenant.id, NEW_TENANT);
     assert.equal(tenant.consentState, "PENDING");
     assert.deepEqual(tenant.tags, ["smb", "new"]);
-    const link = new URL(tenant.consentLink.url);
+    const consentLink = tenant.consentLink;
+    assert.ok(consentLink, "the registering admin gets the tenant's consent link");
+    const link = new URL(consentLink.url);
     assert.equal(link.origin + link.pathname, `${runtime.sandbox!.url}/${NEW_TENANT}/v2.0/adminconsent`);
-    assert.ok(tenant.consentLink.expiresAt && Date.parse(tenant.consentLink.expiresAt) > Date.now());
-    assert.ok(tenant.consentLink.permissions.some((p) => p.role === "Incident.ReadWrite.All"));
+    assert.ok(consentLink.expiresAt && Date.parse(consentLink.expiresAt) > Date.now());
+    assert.ok(consentLink.permissions.some((p) => p.role === "Incident.ReadWrite.All"));
 
     const fresh = await execute(runtime.url, ConsentLinkDocument, { tenantId: NEW_TENANT });
     assert.equal(fresh.data?.consentLink.flow, "ADMIN_CONSENT");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, loadConfig } from "../../src/config.js";
+import { checkSandboxChoice } from "../../src/deployment-mode.js";
 
 const CLIENT_ID = "00001111-aaaa-2222-bbbb-3333cccc4444";
 
@@ -41,10 +42,62 @@ describe("loadConfig", () => {
     });
   });
 
+  it("remembers lasting tenant failures for 60 s by default; 0 turns it off", () => {
+    assert.equal(loadConfig({}).incidents.failureMemorySeconds, 60);
+    assert.equal(loadConfig({ TENANT_FAILURE_MEMORY_SECONDS: "0" }).incidents.failureMemorySeconds, 0);
+    assert.equal(loadConfig({ TENANT_FAILURE_MEMORY_SECONDS: "300" }).incidents.failureMemorySeconds, 300);
+  });
+
   it("treats empty variables as unset", () => {
     const config = loadConfig({ AZURE_CLIENT_ID: "", PORT: "", SANDBOX_INCIDENTS: "" });
     assert.equal(config.mode, "sandbox");
     assert.equal(config.port, 4000);
+  });
+
+  it("reads the consent redirect allow-list and the callback rate, refusing relative or fragment URLs", () => {
+    const defaults = loadConfig({}).consent;
+    assert.deepEqual(defaults.redirectUris, []);
+    assert.equal(defaults.callbackRatePerMinute, 30);
+    const config = loadConfig({
+      CONSENT_REDIRECT_URIS: "https://portal.partner.example/consent/return, http://localhost:5173/cb",
+      CONSENT_CALLBACK_RATE_PER_MINUTE: "5",
+    }).consent;
+    assert.deepEqual(config.redirectUris, ["https://portal.partner.example/consent/return", "http://localhost:5173/cb"]);
+    assert.equal(config.callbackRatePerMinute, 5);
+    for (const bad of ["/consent/callback", "javascript:alert(1)", "https://portal.partner.example/cb#x"]) {
+      assert.throws(() => loadConfig({ CONSENT_REDIRECT_URIS: bad }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /CONSENT_REDIRECT_URIS/);
+        assert.ok(!error.message.includes(bad), "the value is not echoed");
+        return true;
+      });
+    }
+    assert.throws(() => loadConfig({ CONSENT_CALLBACK_RATE_PER_MINUTE: "0" }), /CONSENT_CALLBACK_RATE_PER_MINUTE/);
+  });
+
+  it("serves metrics on a loopback listener of their own: 9464 by default, a free port beside PORT=0, off, never PORT", () => {
+    assert.deepEqual(loadConfig({}).metrics, { host: "127.0.0.1", port: 9464, token: undefined });
+    assert.equal(loadConfig({ PORT: "0" }).metrics?.port, 0);
+    assert.equal(loadConfig({ METRICS_PORT: "off" }).metrics, undefined);
+    const token = "m".repeat(40);
+    assert.deepEqual(loadConfig({ METRICS_PORT: "9100", METRICS_HOST: "0.0.0.0", METRICS_TOKEN: token }).metrics, { host: "0.0.0.0", port: 9100, token });
+    assert.throws(() => loadConfig({ PORT: "8080", METRICS_PORT: "8080" }), /METRICS_PORT: must differ from PORT/);
+    assert.throws(() => loadConfig({ METRICS_PORT: "api" }), /METRICS_PORT/);
+    assert.throws(() => loadConfig({ METRICS_TOKEN: "short-token-value" }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /METRICS_TOKEN: must be at least 32 characters/);
+      assert.ok(!error.message.includes("short-token-value"), "the value is not echoed");
+      return true;
+    });
+  });
+
+  it("reads the request timeout (headers within min(10 s, it)) and the admission limits", () => {
+    assert.deepEqual(loadConfig({}).http, { requestTimeoutMs: 10_000, headersTimeoutMs: 10_000, maxConcurrentOperations: 32, maxQueuedOperations: 256 });
+    const config = loadConfig({ REQUEST_TIMEOUT_MS: "2500", MAX_CONCURRENT_OPERATIONS: "4", MAX_QUEUED_OPERATIONS: "0" }).http;
+    assert.deepEqual(config, { requestTimeoutMs: 2500, headersTimeoutMs: 2500, maxConcurrentOperations: 4, maxQueuedOperations: 0 });
+    assert.equal(loadConfig({ REQUEST_TIMEOUT_MS: "60000" }).http.headersTimeoutMs, 10_000);
+    assert.throws(() => loadConfig({ REQUEST_TIMEOUT_MS: "10" }), /REQUEST_TIMEOUT_MS/);
+    assert.throws(() => loadConfig({ MAX_CONCURRENT_OPERATIONS: "0" }), /MAX_CONCURRENT_OPERATIONS/);
   });
 
   const invalid: [string, NodeJS.ProcessEnv, RegExp][] = [
@@ -56,6 +109,7 @@ describe("loadConfig", () => {
     ["a port out of range", { PORT: "70000" }, /PORT/],
     ["an unknown backend", { INCIDENTS_BACKEND: "splunk" }, /INCIDENTS_BACKEND/],
     ["too many sandbox tenants", { SANDBOX_TENANTS: "5000" }, /SANDBOX_TENANTS/],
+    ["a negative failure memory", { TENANT_FAILURE_MEMORY_SECONDS: "-1" }, /TENANT_FAILURE_MEMORY_SECONDS/],
   ];
   for (const [what, env, message] of invalid) {
     it(`refuses ${what} with a ConfigError naming the variable`, () => {
@@ -77,6 +131,54 @@ describe("loadConfig", () => {
         return true;
       });
     }
+  });
+
+  describe("SANDBOX: sandbox mode is chosen, never fallen into", () => {
+    const PG = "postgres://crosswatch:db-password-123@db.internal:5432/crosswatch";
+    const refuses = (env: NodeJS.ProcessEnv, pattern: RegExp) =>
+      assert.throws(() => loadConfig(env), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, pattern);
+        assert.ok(!error.message.includes("db-password-123"), "no connection string in the message");
+        return true;
+      });
+
+    it("is unset by default: the sandbox runs on embedded storage, not chosen", () => {
+      assert.equal(loadConfig({}).mode, "sandbox");
+      assert.equal(loadConfig({}).sandbox.chosen, false);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).sandbox.chosen, false);
+    });
+
+    it("reads whether the sandbox was chosen on DATABASE_URL (the start-up refuses it unchosen: deployment-mode)", () => {
+      // Read, not refused here: `npm run keys` reads a production DATABASE_URL without the Azure app's settings.
+      const unchosen = loadConfig({ DATABASE_URL: PG });
+      assert.equal(unchosen.mode, "sandbox");
+      assert.equal(unchosen.sandbox.chosen, false);
+      assert.throws(() => checkSandboxChoice(unchosen), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /DATABASE_URL is set but AZURE_CLIENT_ID is not.*SANDBOX=true/);
+        assert.ok(!error.message.includes("db-password-123"), "no connection string in the message");
+        return true;
+      });
+      checkSandboxChoice(loadConfig({}));
+      refuses({ DATABASE_URL: PG, SANDBOX: "false" }, /AZURE_CLIENT_ID is unset and SANDBOX=false/);
+      const chosen = loadConfig({ DATABASE_URL: PG, SANDBOX: "true" });
+      checkSandboxChoice(chosen);
+      assert.equal(chosen.mode, "sandbox");
+      assert.equal(chosen.sandbox.chosen, true);
+      assert.equal(chosen.store.databaseUrl, PG);
+      assert.equal(loadConfig({ DATABASE_URL: PG, AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).mode, "azure");
+    });
+
+    it("SANDBOX=true with an Azure app, and SANDBOX=false without one, are configuration errors", () => {
+      refuses({ SANDBOX: "true", AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }, /SANDBOX=true and AZURE_CLIENT_ID are both set/);
+      refuses({ SANDBOX: "false" }, /AZURE_CLIENT_ID is unset/);
+      refuses({ SANDBOX: "false", AZURE_CLIENT_ID: "" }, /AZURE_CLIENT_ID is unset/);
+      refuses({ SANDBOX: "maybe" }, /SANDBOX: must be true or false/);
+      assert.equal(loadConfig({ SANDBOX: "false", AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).mode, "azure");
+      assert.equal(loadConfig({ SANDBOX: "1" }).sandbox.chosen, true);
+      assert.equal(loadConfig({ SANDBOX: "" }).sandbox.chosen, false);
+    });
   });
 
   describe("caller authentication and limits", () => {
@@ -126,6 +228,9 @@ describe("loadConfig", () => {
       assert.equal(loadConfig({}).limits.introspection, true);
       assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).limits.introspection, false);
       assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x", INTROSPECTION: "true" }).limits.introspection, true);
+      assert.equal(loadConfig({}).limits.federationTracing, true);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).limits.federationTracing, false);
+      assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x", FEDERATION_TRACING: "true" }).limits.federationTracing, true);
       const limits = loadConfig({ LIMIT_MAX_DEPTH: "9", LIMIT_MAX_COST: "1234" }).limits;
       assert.equal(limits.maxDepth, 9);
       assert.equal(limits.maxCost, 1234);

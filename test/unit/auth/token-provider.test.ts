@@ -286,3 +286,121 @@ describe("MsalTokenProvider (fake MSAL client)", () => {
     assert.deepEqual(client.requests.map((r) => r.skipCache), [false, true]);
   });
 });
+
+describe("MsalTokenProvider: lasting failures remembered (failureMemoryMs)", () => {
+  const MEMORY = 60_000;
+  const notConsented = async (): Promise<never> => {
+    throw new ServerError("unauthorized_client", "c", "AADSTS700016: not found", "", 700016 as unknown as string, 400);
+  };
+  const issue = async (_r: ClientCredentialRequest, tenant: string) => result(await jwt(tenant, Date.now()), false, new Date(Date.now() + HOUR));
+  function remembering(failureMemoryMs = MEMORY) {
+    const clock = { now: Date.now() };
+    const client = new FakeClient();
+    const provider = new MsalTokenProvider({ client, authorityHost: HOST, failureMemoryMs, now: () => clock.now });
+    return { clock, client, provider };
+  }
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => assert.fail("expected a failure"),
+      (e: unknown) => {
+        assert.ok(e instanceof TokenAcquisitionError, String(e));
+        return e;
+      },
+    );
+
+  it("gives a lasting failure again without a call: same code, message and hint, retryAfterSeconds the time left", async () => {
+    const { clock, client, provider } = remembering();
+    client.respond = notConsented;
+    const first = await failure(provider.getToken(TENANT, "defender"));
+    assert.equal(first.code, "CONSENT_REQUIRED");
+    assert.equal(first.retryAfterSeconds, undefined);
+    clock.now += 20_000;
+    for (let i = 0; i < 5; i++) {
+      const again = await failure(provider.getToken(TENANT, "defender"));
+      assert.deepEqual(
+        { code: again.code, message: again.message, hint: again.hint, correlationId: again.correlationId },
+        { code: first.code, message: first.message, hint: first.hint, correlationId: first.correlationId },
+      );
+      assert.equal(again.retryAfterSeconds, 40);
+      assert.equal(again.rememberedForSeconds, 40);
+      assert.deepEqual(again.toPublic(), { ...first.toPublic(), retryAfterSeconds: 40 });
+    }
+    assert.equal(client.requests.length, 1, "one token request for six needs");
+    assert.equal(provider.stats().backoffRefusals, 5);
+
+    // Other tenants and the other resource are not affected.
+    client.respond = issue;
+    await provider.getToken(OTHER, "defender");
+    await provider.getToken(TENANT, "graph");
+    assert.equal(client.requests.length, 3);
+
+    // When the memory runs out, Entra is asked again.
+    clock.now += 40_000;
+    await provider.getToken(TENANT, "defender");
+    assert.equal(client.requests.length, 4);
+  });
+
+  it("a re-check asks anyway and its answer replaces the memory; a success ends it", async () => {
+    const { clock, client, provider } = remembering();
+    client.respond = notConsented;
+    await failure(provider.getToken(TENANT, "defender"));
+    clock.now += 30_000;
+    const rechecked = await failure(provider.getToken(TENANT, "defender", { recheck: true }));
+    assert.equal(rechecked.code, "CONSENT_REQUIRED");
+    assert.equal(rechecked.rememberedForSeconds, undefined, "a fresh answer, not the remembered one");
+    assert.equal(client.requests.length, 2);
+    clock.now += 10_000;
+    assert.equal((await failure(provider.getToken(TENANT, "defender"))).retryAfterSeconds, 50, "remembered from the re-check on");
+    assert.equal(client.requests.length, 2);
+
+    client.respond = issue;
+    const token = await provider.getToken(TENANT, "defender", { recheck: true });
+    assert.equal(token.fromCache, false);
+    assert.equal((await provider.getToken(TENANT, "defender")).accessToken, token.accessToken);
+    assert.equal(client.requests.length, 3, "after the success: served from memory, no refusal");
+  });
+
+  it("forgetFailures ends the memory for both resources at once; a call that started before cannot re-remember", async () => {
+    const { client, provider } = remembering();
+    client.respond = notConsented;
+    await failure(provider.getToken(TENANT, "defender"));
+    await failure(provider.getToken(TENANT, "graph"));
+    provider.forgetFailures(TENANT.toUpperCase());
+    await failure(provider.getToken(TENANT, "defender"));
+    await failure(provider.getToken(TENANT, "graph"));
+    assert.equal(client.requests.length, 4);
+
+    provider.forgetFailures(TENANT);
+    const gate = deferred<void>();
+    client.respond = async () => {
+      await gate.promise;
+      return notConsented();
+    };
+    const early = failure(provider.getToken(TENANT, "defender"));
+    await Promise.resolve();
+    provider.forgetFailures(TENANT);
+    gate.resolve();
+    await early;
+    client.respond = issue;
+    await provider.getToken(TENANT, "defender");
+    assert.equal(client.requests.length, 6, "the failure that raced the forget was not remembered");
+  });
+
+  it("remembers only lasting codes, and nothing with failureMemoryMs 0", async () => {
+    const { client, provider } = remembering();
+    client.respond = async () => null;
+    await failure(provider.getToken(TENANT, "defender"));
+    await failure(provider.getToken(TENANT, "defender"));
+    assert.equal(client.requests.length, 2, "TOKEN_ENDPOINT_UNAVAILABLE passes by itself");
+    client.respond = async (_r, tenant) => result(await jwt(tenant === TENANT ? OTHER : tenant, Date.now()), false, new Date(Date.now() + HOUR));
+    await failure(provider.getToken(TENANT, "graph"));
+    await failure(provider.getToken(TENANT, "graph"));
+    assert.equal(client.requests.length, 4, "TENANT_MISMATCH is retried past MSAL's cache");
+
+    const off = remembering(0);
+    off.client.respond = notConsented;
+    await failure(off.provider.getToken(TENANT, "defender"));
+    await failure(off.provider.getToken(TENANT, "defender"));
+    assert.equal(off.client.requests.length, 2);
+  });
+});

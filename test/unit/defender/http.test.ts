@@ -20,6 +20,7 @@ function fakeTokens(): TokenProvider & { invalidated: number } {
     invalidated: 0,
     getToken: async (): Promise<AccessToken> => ({ accessToken: TOKEN, expiresOn: new Date(Date.now() + 3_600_000), fromCache: true, claims: {} as AccessToken["claims"], fingerprint: "f" }),
     invalidate: () => void provider.invalidated++,
+    forgetFailures: () => undefined,
     stats: () => ({ requests: 0, cacheHits: 0, coalesced: 0, acquisitions: 0, tokensIssued: 0, failures: 0, backoffRefusals: 0, cachedTokens: 0 }),
   };
   return provider;

@@ -3,11 +3,17 @@ import { describe, it } from "node:test";
 import { CLASSIFICATIONS, INCIDENT_STATUSES, SEVERITIES, type Incident } from "../../../src/defender/incident.js";
 import {
   INCIDENT_ORDER_FIELDS,
+  MAX_ASSIGNEE_LENGTH,
+  MAX_CURSOR_LENGTH,
+  MAX_SEARCH_LENGTH,
   ORDER_DIRECTIONS,
+  pageIncidents,
+  parseIncidentQuery,
   QueryInputError,
   queryIncidents,
   type IncidentFilter,
   type IncidentOrder,
+  type IncidentQuery,
   type LoadedTenantIncidents,
 } from "../../../src/incidents/incident-query.js";
 import { makeIncident, pick, seededRandom, tenantGuid } from "../../helpers/incident-factory.js";
@@ -325,11 +331,15 @@ describe("queryIncidents: cursors", () => {
       Buffer.from("[1,2").toString("base64url"),
       encode({ a: 1 }),
       encode(["i0", ...decoded.slice(1)]),
-      encode([decoded[0], decoded[1], decoded[2], ["CRITICAL", 0], decoded[4], decoded[5]]),
-      encode([decoded[0], decoded[1], decoded[2], ["HIGH"], decoded[4], decoded[5]]),
-      encode([decoded[0], decoded[1], decoded[2], ["HIGH", "soon"], decoded[4], decoded[5]]),
-      encode([decoded[0], decoded[1], decoded[2], decoded[3], "", decoded[5]]),
-      encode([decoded[0], decoded[1], decoded[2], decoded[3], decoded[4], 42]),
+      encode(["i1", ...decoded.slice(1, 6)]),
+      encode(decoded.slice(0, 6)),
+      encode([decoded[0], decoded[1], decoded[2], ["CRITICAL", 0], decoded[4], decoded[5], decoded[6]]),
+      encode([decoded[0], decoded[1], decoded[2], ["HIGH"], decoded[4], decoded[5], decoded[6]]),
+      encode([decoded[0], decoded[1], decoded[2], ["HIGH", "soon"], decoded[4], decoded[5], decoded[6]]),
+      encode([decoded[0], decoded[1], decoded[2], decoded[3], "", decoded[5], decoded[6]]),
+      encode([decoded[0], decoded[1], decoded[2], decoded[3], decoded[4], 42, decoded[6]]),
+      encode([decoded[0], decoded[1], decoded[2], decoded[3], decoded[4], decoded[5], "AAAAAAAAAAAAAAAA"]),
+      encode([decoded[0], "NAME", decoded[2], decoded[3], decoded[4], decoded[5], decoded[6]]),
       "A".repeat(5000),
     ];
     for (const after of bad) {
@@ -363,14 +373,16 @@ describe("queryIncidents: filters", () => {
     expect({ severity: ["HIGH"], status: ["ACTIVE"] }, (i) => i.severity === "HIGH" && i.status === "ACTIVE");
   });
 
-  it("by assignee: exact but case-insensitive; null or blank means unassigned; absent means anyone", () => {
+  it("by assignee: exact but case-insensitive; unassigned: true for none or blank; null or absent means anyone", () => {
     expect({ assignedTo: "ALICE@contoso.com" }, (i) => i.assignedTo === "alice@contoso.com");
     expect({ assignedTo: " bob@fabrikam.com " }, (i) => i.assignedTo === "Bob@Fabrikam.com");
     expect({ assignedTo: "alice" }, () => false, true);
     const unassigned = (i: Incident) => i.assignedTo === null || i.assignedTo === "";
-    expect({ assignedTo: null }, unassigned);
-    expect({ assignedTo: "" }, unassigned);
-    expect({ assignedTo: "   " }, unassigned);
+    expect({ unassigned: true }, unassigned);
+    expect({ unassigned: true, assignedTo: null }, unassigned);
+    expect({ unassigned: false, assignedTo: "alice@contoso.com" }, (i) => i.assignedTo === "alice@contoso.com");
+    expect({ assignedTo: null }, () => true);
+    expect({ unassigned: false }, () => true);
     expect({}, () => true);
   });
 
@@ -452,5 +464,74 @@ describe("queryIncidents: memoised work", () => {
     assert.deepEqual(found("10.0.0.1 (vpn)"), ["1"]);
     assert.deepEqual(found("[a-z]"), []);
     assert.deepEqual(found("2"), ["2"], "by id");
+  });
+});
+
+describe("parseIncidentQuery: every argument checked before any incident is touched", () => {
+  const tenants = generate(21, 4, 30);
+  const refused = (query: IncidentQuery, field: string, secret?: string) => {
+    assert.throws(
+      () => parseIncidentQuery(query),
+      (e: unknown) => {
+        assert.ok(e instanceof QueryInputError, String(e));
+        assert.equal(e.field, field, e.message);
+        if (secret) assert.ok(!e.message.includes(secret), "the message does not repeat the value");
+        return true;
+      },
+      JSON.stringify(query).slice(0, 120),
+    );
+  };
+
+  it("refuses page sizes, cursors and filters it cannot use, naming the field", () => {
+    refused({ first: -1 }, "first");
+    refused({ first: 501 }, "first");
+    refused({ first: 2.5 }, "first");
+    refused({ after: "not-a-cursor" }, "after");
+    refused({ after: "A".repeat(MAX_CURSOR_LENGTH + 1) }, "after");
+    refused({ filter: { assignedTo: "   " } }, "filter.assignedTo");
+    refused({ filter: { assignedTo: "" } }, "filter.assignedTo");
+    refused({ filter: { assignedTo: "alice@contoso.com", unassigned: true } }, "filter.unassigned");
+    refused({ filter: { assignedTo: `${"a".repeat(MAX_ASSIGNEE_LENGTH)}x` } }, "filter.assignedTo");
+    refused({ filter: { severity: ["CRITICAL" as never] } }, "filter.severity", "CRITICAL");
+    refused({ orderBy: { field: "NAME_OF_THE_GAME" as never, direction: "ASC" } }, "orderBy.field", "NAME_OF_THE_GAME");
+  });
+
+  it("bounds search and matches it without a regular expression: 40,000 characters are refused, not a SyntaxError", () => {
+    const huge = "(".repeat(40_000);
+    refused({ filter: { search: huge } }, "filter.search", "((((((((");
+    refused({ filter: { search: "x".repeat(MAX_SEARCH_LENGTH + 1) } }, "filter.search");
+    // At the bound, text that is no valid regular expression is matched literally.
+    const tenantId = tenantGuid(9);
+    const incidents = [makeIncident({ tenantId, incidentId: "1", name: "Access (VPN [eu" }), makeIncident({ tenantId, incidentId: "2", name: "x".repeat(300) })];
+    const found = (search: string) => queryIncidents([{ tenantId, incidents }], { filter: { search } }).edges.map((e) => e.incident.incidentId);
+    assert.deepEqual(found("(vpn [EU"), ["1"]);
+    assert.deepEqual(found("X".repeat(MAX_SEARCH_LENGTH)), ["2"]);
+    assert.deepEqual(found(`  ${"x".repeat(MAX_SEARCH_LENGTH - 4)}  `), ["2"], "surrounding spaces count toward the bound, then are trimmed");
+  });
+
+  it("binds cursors to the query's scope, filter and order: a foreign cursor is refused, an equal query's accepted", () => {
+    const filter: IncidentFilter = { severity: ["HIGH", "LOW"], search: "a" };
+    const page = queryIncidents(tenants, { filter, first: 2, scope: "incidents:[null,null]" });
+    const cursor = page.endCursor!;
+    assert.ok(cursor);
+    // The same query written differently: accepted, and its page continues after the cursor.
+    const parsed = parseIncidentQuery({ filter: { search: " A ", severity: ["LOW", "HIGH"] }, after: cursor, scope: "incidents:[null,null]" });
+    const next = pageIncidents(tenants, parsed);
+    assert.ok(next.hasPreviousPage);
+    assert.ok(!next.edges.some((e) => page.edges.some((p) => p.cursor === e.cursor)));
+    // Another filter, another scope (tenant selection or field), another order, or no scope at all.
+    refused({ filter: { severity: ["HIGH"], search: "a" }, after: cursor, scope: "incidents:[null,null]" }, "after");
+    refused({ filter, after: cursor, scope: 'incidents:[["00000000-0000-4000-8000-000000000001"],null]' }, "after");
+    refused({ filter, after: cursor, scope: "Tenant.incidents:00000000-0000-4000-8000-000000000001" }, "after");
+    refused({ filter, after: cursor }, "after");
+    refused({ filter, after: cursor, scope: "incidents:[null,null]", orderBy: { field: "LAST_UPDATE_TIME", direction: "ASC" } }, "after");
+  });
+
+  it("parses without tenants: the parsed query pages any tenants given later", () => {
+    const parsed = parseIncidentQuery({ filter: { unassigned: true }, first: 3 });
+    const page = pageIncidents(tenants, parsed);
+    assert.ok(page.edges.length <= 3);
+    for (const edge of page.edges) assert.ok(edge.incident.assignedTo === null || edge.incident.assignedTo.trim() === "");
+    assert.deepEqual(page, queryIncidents(tenants, { filter: { unassigned: true }, first: 3 }));
   });
 });

@@ -139,6 +139,7 @@ describe("IncidentService.loadTenant: cache and refresh", () => {
       upstreamCalls: 1,
       staleServed: 0,
       deadlineExceeded: 0,
+      failuresRemembered: 0,
     });
   });
 
@@ -554,5 +555,131 @@ describe("MemoryIncidentCache", () => {
     assert.equal(cache.size, 1);
     await cache.delete(TENANT);
     assert.equal(await cache.get(TENANT), undefined);
+  });
+});
+
+describe("IncidentService: lasting failures remembered (failureMemoryMs)", () => {
+  const forbidden = () => new UpstreamError("MISSING_ROLE", "the app lacks the incident permission in this tenant (HTTP 403)", { tenantId: TENANT, backend: "defender", status: 403 });
+
+  it("answers a lasting failure again with no call: same code, message and hint, retryAfterSeconds the time left", async () => {
+    const { service, defender, advance } = setup({ failureMemoryMs: MINUTE });
+    defender.fail = forbidden();
+    const first = await service.loadTenant(target);
+    assert.equal(first.outcome.error!.code, "MISSING_ROLE");
+    assert.equal(first.outcome.error!.retryAfterSeconds, undefined);
+    advance(15 * SECOND);
+    for (let i = 0; i < 5; i++) {
+      const again = await service.loadTenant(target);
+      assert.deepEqual(again.incidents, []);
+      assert.deepEqual({ ...again.outcome, durationMs: 0 }, {
+        tenantId: TENANT,
+        ok: false,
+        fromCache: false,
+        fetchedAt: null,
+        durationMs: 0,
+        error: { ...first.outcome.error!, retryAfterSeconds: 45 },
+      });
+    }
+    assert.equal(defender.listCalls.length, 1, "one list call for six loads");
+    assert.equal(service.stats().failuresRemembered, 5);
+    assert.equal(service.stats().refreshFailures, 1);
+
+    // Per tenant and backend: the Graph backend of the same tenant is still asked.
+    await service.loadTenant({ tenantId: TENANT, backend: "graph" });
+    await service.loadTenant({ tenantId: OTHER, backend: "defender" });
+    assert.equal(defender.listCalls.length, 2);
+
+    // A single incident of that tenant costs no call either.
+    await assert.rejects(service.getIncident(target, "7"), (e: unknown) => e === defender.fail);
+    assert.equal(defender.getCalls.length, 0);
+
+    advance(45 * SECOND);
+    defender.fail = undefined;
+    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
+    const healed = await service.loadTenant(target);
+    assert.equal(healed.outcome.ok, true, "asked again once the memory ran out");
+    assert.equal(defender.listCalls.length, 3);
+  });
+
+  it("does not remember failures that pass by themselves or concern one request", async () => {
+    const { service, defender } = setup({ failureMemoryMs: MINUTE });
+    for (const error of [
+      new UpstreamError("UPSTREAM_UNAVAILABLE", "503", { tenantId: TENANT, backend: "defender", status: 503 }),
+      new UpstreamError("NOT_FOUND", "404", { tenantId: TENANT, backend: "defender", status: 404 }),
+      new TokenAcquisitionError({ code: "THROTTLED", tenantId: TENANT, retryAfterSeconds: 30 }),
+      new TokenAcquisitionError({ code: "TENANT_MISMATCH", tenantId: TENANT }),
+    ]) {
+      defender.fail = error;
+      await service.loadTenant(target);
+      await service.loadTenant(target);
+    }
+    assert.equal(defender.listCalls.length, 8);
+    assert.equal(service.stats().failuresRemembered, 0);
+  });
+
+  it("remembers every lasting token code, and nothing with failureMemoryMs 0", async () => {
+    const { service, defender } = setup({ failureMemoryMs: MINUTE });
+    const codes = ["CONSENT_REQUIRED", "TENANT_NOT_FOUND", "RESOURCE_NOT_PROVISIONED", "ACCESS_BLOCKED", "INVALID_CLIENT_CREDENTIAL", "CREDENTIAL_EXPIRED", "TOKEN_REQUEST_REJECTED"] as const;
+    for (const [i, code] of codes.entries()) {
+      const tenantId = `00000000-0000-4000-8000-00000000000${i}`;
+      defender.fail = new TokenAcquisitionError({ code, tenantId });
+      assert.equal((await service.loadTenant({ tenantId, backend: "defender" })).outcome.error!.code, code);
+      assert.equal((await service.loadTenant({ tenantId, backend: "defender" })).outcome.error!.code, code);
+      assert.equal(defender.listCalls.length, i + 1, code);
+    }
+    const off = setup({ failureMemoryMs: 0 });
+    off.defender.fail = forbidden();
+    await off.service.loadTenant(target);
+    await off.service.loadTenant(target);
+    assert.equal(off.defender.listCalls.length, 2);
+  });
+
+  it("forgetFailures ends the memory at once; a refresh that started before cannot re-remember", async () => {
+    const { service, defender } = setup({ failureMemoryMs: MINUTE });
+    defender.fail = new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 700016 });
+    await service.loadTenant(target);
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 1);
+    service.forgetFailures(TENANT.toUpperCase());
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 2, "asked again after the forget");
+
+    service.forgetFailures(TENANT, "defender");
+    const gate = deferred<void>();
+    defender.gate = gate.promise;
+    const racing = service.loadTenant(target);
+    while (defender.listCalls.length < 3) await new Promise((resolve) => setImmediate(resolve));
+    service.forgetFailures(TENANT);
+    gate.resolve();
+    assert.equal((await racing).outcome.error!.code, "CONSENT_REQUIRED");
+    defender.gate = undefined;
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 4, "the failure that raced the forget was not remembered");
+  });
+
+  it("remembers a failure the token provider gave from its memory no longer than the provider does", async () => {
+    const { service, defender, advance } = setup({ failureMemoryMs: MINUTE });
+    const original = new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 700016, correlationId: "abc" });
+    defender.fail = original.rememberedFor(10);
+    const first = await service.loadTenant(target);
+    assert.equal(first.outcome.error!.message, original.message, "the original message, word for word");
+    assert.equal(first.outcome.error!.retryAfterSeconds, 10);
+    advance(4 * SECOND);
+    assert.equal((await service.loadTenant(target)).outcome.error!.retryAfterSeconds, 6);
+    assert.equal(defender.listCalls.length, 1);
+    advance(6 * SECOND);
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 2);
+  });
+
+  it("a fresh cache entry (another replica's refresh) wins over a remembered failure", async () => {
+    const { service, defender, cache } = setup({ failureMemoryMs: MINUTE });
+    defender.fail = forbidden();
+    await service.loadTenant(target);
+    await cache.set(TENANT, { backend: "defender", incidents: [makeIncident({ tenantId: TENANT, incidentId: "9" })], watermark: null, fetchedAt: at(0), fullFetchedAt: at(0) });
+    const served = await service.loadTenant(target);
+    assert.equal(served.outcome.ok, true);
+    assert.deepEqual(idsOf(served.incidents), ["9"]);
+    assert.equal(defender.listCalls.length, 1);
   });
 });

@@ -54,6 +54,7 @@ class RecordingProvider implements TokenProvider {
     };
   }
   invalidate(): void {}
+  forgetFailures(): void {}
   stats(): never {
     throw new Error("not used");
   }

@@ -102,6 +102,17 @@ for (const engine of storeEngines()) {
         assert.equal(await store.apiKeys.countActive(), 4);
         await assert.rejects(store.apiKeys.list(3, "forged"), isStoreError("INVALID_INPUT", "after"));
       });
+
+      it("refuses a cursor beyond bigint as INVALID_INPUT before any SQL, and accepts the largest bigint", async () => {
+        await store.apiKeys.create({ name: "k", role: "READER", scope: ALL, createdBy: "test" });
+        const cursor = (kind: string, seq: string) => Buffer.from(JSON.stringify([kind, seq])).toString("base64url");
+        for (const seq of ["9223372036854775808", "9999999999999999999"]) {
+          await assert.rejects(store.apiKeys.list(3, cursor("k1", seq)), isStoreError("INVALID_INPUT", "after"));
+          await assert.rejects(store.audit.list({}, 3, cursor("a1", seq)), isStoreError("INVALID_INPUT", "after"));
+        }
+        assert.equal((await store.apiKeys.list(3, cursor("k1", "9223372036854775807"))).items.length, 1);
+        assert.equal((await store.audit.list({}, 3, cursor("a1", "9223372036854775807"))).items.length, 0);
+      });
     });
 
     describe("audit log", () => {

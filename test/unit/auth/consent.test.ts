@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { decodeJwt, SignJWT } from "jose";
+import { ConsentLinks, ConsentStateError } from "../../../src/auth/consent.js";
+
+const KEY = new TextEncoder().encode("unit-test-consent-state-key-0123456789");
+const TENANT = "12345678-90ab-4cde-8f01-23456789abcd";
+const DEFAULT_REDIRECT = "http://localhost:4000/consent/callback";
+const links = new ConsentLinks({
+  authorityHost: "https://login.example",
+  clientId: "00001111-aaaa-2222-bbbb-3333cccc4444",
+  defenderResource: "https://api.security.microsoft.com",
+  defaultRedirectUri: () => DEFAULT_REDIRECT,
+  extraRedirectUris: ["https://portal.partner.example/consent/return"],
+  stateKey: KEY,
+  stateTtlSeconds: 600,
+});
+const MINTER = { kind: "API_KEY" as const, id: "5d0c8a8e-key-id", name: "onboarding admin" };
+
+describe("consent link states", () => {
+  it("binds the minting caller into the signed state and gives it back on verify", async () => {
+    const link = await links.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, minter: MINTER });
+    const state = new URL(link.url).searchParams.get("state")!;
+    assert.deepEqual(decodeJwt(state).by, { k: "API_KEY", i: MINTER.id, n: MINTER.name });
+    const verified = await links.verify(state, TENANT);
+    assert.deepEqual(verified.minter, MINTER);
+    assert.equal(verified.tenantId, TENANT);
+    assert.equal(verified.redirectUri, DEFAULT_REDIRECT);
+  });
+
+  it("mints only for allow-listed redirect URIs, compared exactly", async () => {
+    assert.equal(links.isAllowedRedirectUri(DEFAULT_REDIRECT), true);
+    assert.equal(links.isAllowedRedirectUri("https://portal.partner.example/consent/return"), true);
+    assert.equal(links.isAllowedRedirectUri("https://portal.partner.example/consent/return/"), false);
+    assert.equal(links.isAllowedRedirectUri("https://evil.example/consent/callback"), false);
+    await assert.rejects(links.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, redirectUri: "https://evil.example/cb", minter: MINTER }));
+    const ok = await links.create({ flow: "ADMIN_CONSENT", redirectUri: "https://portal.partner.example/consent/return", minter: MINTER });
+    assert.equal(new URL(ok.url).searchParams.get("redirect_uri"), "https://portal.partner.example/consent/return");
+  });
+
+  it("refuses a state signed with our key but without a minter (or with a made-up caller kind)", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (payload: Record<string, unknown>) =>
+      new SignJWT(payload)
+        .setProtectedHeader({ alg: "HS256" })
+        .setJti("nonce-1")
+        .setAudience("crosswatch:consent-callback")
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(KEY);
+    for (const payload of [
+      { tid: TENANT, ru: DEFAULT_REDIRECT },
+      { tid: TENANT, ru: DEFAULT_REDIRECT, by: { k: "ROOT", i: "x", n: "y" } },
+      { tid: TENANT, ru: DEFAULT_REDIRECT, by: "admin" },
+    ]) {
+      await assert.rejects(links.verify(await sign(payload), TENANT), (error: unknown) => {
+        assert.ok(error instanceof ConsentStateError);
+        assert.equal(error.code, "STATE_INVALID");
+        return true;
+      });
+    }
+  });
+});

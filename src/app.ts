@@ -73,6 +73,8 @@ export interface AppDependencies {
   logger?: Logger;
   /** An already open store (tests share one); by default the app opens and closes its own. */
   store?: Store;
+  /** The incident cache's clock (Unix ms) for freshness: tests age the cache without waiting. Default `Date.now`. */
+  incidentClock?: () => number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -117,6 +119,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     ...(redis ? { coordinator: new RedisRefreshCoordinator(redis, { prefix: config.store.redisPrefix }) } : {}),
     freshnessMs: config.incidents.freshnessSeconds * 1000,
     failureMemoryMs,
+    ...(deps.incidentClock ? { now: deps.incidentClock } : {}),
     logger,
   });
   /**

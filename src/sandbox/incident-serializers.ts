@@ -19,7 +19,7 @@ import { trimIso } from "./timestamps.js";
 
 /**
  * Turns the internal incident model into each backend's JSON, key for key in the order the captured
- * responses show (shared/fixtures/captured), timestamps trimmed to their significant digits.
+ * responses show (test/fixtures/captured, copied from shared/fixtures/captured), timestamps trimmed to their significant digits.
  */
 
 export type EntitySerialization = "sparse" | "full";

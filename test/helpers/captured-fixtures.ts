@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
-/** Where the captured Microsoft responses live (see its README). */
-export const CAPTURED_DIR = "/work/shared/fixtures/captured";
+/**
+ * Where the captured Microsoft responses live: the project's own copies, with their sources and licences
+ * in the README beside them (copied from the team's shared fixtures, so a clean clone needs nothing else).
+ */
+export const CAPTURED_DIR = fileURLToPath(new URL("../fixtures/captured", import.meta.url));
 
 /** A captured response body, parsed. */
 export function loadCaptured(name: string): any {

@@ -15,6 +15,7 @@ const RATE_LIMITS: RateLimitOptions = {
   "defender.get": UNLIMITED,
   "defender.patch": UNLIMITED,
   graph: UNLIMITED,
+  "defender.api": UNLIMITED,
 };
 
 /** What the parent learns about the started sandbox (secrets stay between the bench's processes). */

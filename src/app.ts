@@ -25,6 +25,7 @@ import { createIncidentService, type IncidentService } from "./incidents/inciden
 import { registerConsentCallback } from "./http/consent-callback.js";
 import { registerGraphiQL } from "./http/graphiql.js";
 import { createLoaders } from "./loaders/loaders.js";
+import { TenantOutcomeRecorder, withOutcomes } from "./loaders/outcome-recorder.js";
 import { createDispatcher } from "./http/dispatcher.js";
 import { createQueryLimits } from "./http/limits.js";
 import { createMetrics, type Metrics } from "./http/metrics.js";
@@ -54,12 +55,19 @@ export interface App {
   store: Store;
   tokenProvider: TokenProvider;
   incidents: IncidentService;
+  /** Records tenants' outcomes and consent drift in the registry (throttled, in the background). */
+  outcomes: TenantOutcomeRecorder;
   /** This app's Prometheus metrics (its own registry). */
   metrics: Metrics;
   /** GraphQL operations running and waiting for a slot (admission control), and those refused. */
   operations(): AdmissionStats;
   /** Where Prometheus metrics are served once listening (their own listener); undefined with METRICS_PORT=off. */
   readonly metricsUrl: string | undefined;
+  /**
+   * Where consent answers come back (PUBLIC_URL's /consent/callback; before `listen()` with no PUBLIC_URL, a
+   * placeholder): the reply URL to register on the app, which the LEGACY_V1 link returns to.
+   */
+  consentCallbackUrl(): string;
   /**
    * Listens on `config.host:config.port` (port 0 picks a free one), and metrics on their own listener;
    * returns the API's base URL.
@@ -118,6 +126,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     cache: redis ? new RedisIncidentCache(redis, { prefix: config.store.redisPrefix }) : new MemoryIncidentCache(),
     ...(redis ? { coordinator: new RedisRefreshCoordinator(redis, { prefix: config.store.redisPrefix }) } : {}),
     freshnessMs: config.incidents.freshnessSeconds * 1000,
+    maxPagesPerRefresh: config.incidents.pagesPerRefresh,
     failureMemoryMs,
     ...(deps.incidentClock ? { now: deps.incidentClock } : {}),
     logger,
@@ -130,7 +139,10 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     if (options.consented) tokenProvider.invalidate(tenantId);
     tokenProvider.forgetFailures(tenantId);
     incidents.forgetFailures(tenantId);
+    outcomes?.forget(tenantId);
   };
+  // Bound once the store is open (below); nothing calls forgetTenantFailures before.
+  let outcomes: TenantOutcomeRecorder | undefined;
   metrics = createMetrics({ tokenProvider, incidents, budget: clients.budget });
   const appMetrics = metrics;
   const store =
@@ -140,6 +152,18 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       dataDir: config.store.dataDir === "memory://" ? undefined : config.store.dataDir,
     }));
   const ownsStore = deps.store === undefined;
+  const tenantOutcomes = new TenantOutcomeRecorder({
+    tenants: store.tenants,
+    audit: async (event) => {
+      try {
+        await store.audit.record(event);
+      } catch (error) {
+        logger.error({ err: error, action: event.action }, "could not write the audit log");
+      }
+    },
+    logger,
+  });
+  outcomes = tenantOutcomes;
   // Before anything is seeded or served: the store's recorded mode must be this one (src/deployment-mode.ts).
   try {
     await enterDeploymentMode(config, store.deployment);
@@ -185,7 +209,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const links = new ConsentLinks({
     authorityHost: config.upstream.authorityHost,
     clientId: config.credential?.clientId ?? "",
-    defenderResource: "https://api.security.microsoft.com",
+    // A v2 link asks for the tenant's backend only (AADSTS650052 otherwise on a tenant without the other).
+    defaultBackend: config.upstream.defaultBackend,
     defaultRedirectUri: () => `${publicUrl ?? "http://localhost:4000"}/consent/callback`,
     extraRedirectUris: config.consent.redirectUris,
     stateKey,
@@ -234,7 +259,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   info.authorityHost = config.upstream.authorityHost;
   const incidentsResolver = new IncidentsResolver({
     tenants: store.tenants,
-    service: incidents,
+    // `incident` and `updateIncident` report their tenant's outcome (queries do through the loaders).
+    service: withOutcomes(incidents, tenantOutcomes),
     links,
     defaultBackend: config.upstream.defaultBackend,
   });
@@ -330,7 +356,9 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     onRejected: (reason) => appMetrics.observeConsentRejection(reason),
     ratePerMinute: config.consent.callbackRatePerMinute,
     onConsentGranted: (tenantId) => forgetTenantFailures(tenantId, { consented: true }),
-    async verifyTenant(tenantId) {
+    async verifyTenant(tenantId, options) {
+      // A stateless answer is vouched for by a token issued now, not one cached before a revocation.
+      if (options?.fresh) tokenProvider.invalidate(tenantId);
       const tenant = await store.tenants.get(tenantId);
       const diagnosis = await diagnoseToken(tokenProvider, tenantId, tenant?.backend ?? config.upstream.defaultBackend, { recheck: true });
       if (diagnosis.error && diagnosis.error.code !== "MISSING_ROLE") {
@@ -403,7 +431,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
           requestId: request.id,
           logger: logger.child({ requestId: request.id, caller: `${caller.kind}:${caller.id}` }),
           caller,
-          loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents }, caller, {
+          loaders: createLoaders({ tokenProvider, tenants: store.tenants, incidents, outcomes: tenantOutcomes }, caller, {
             signal,
             deadline,
             onTenantLoads: (results) => appMetrics.observeTenantLoads(results),
@@ -423,8 +451,12 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     store,
     tokenProvider,
     incidents,
+    outcomes: tenantOutcomes,
     metrics: appMetrics,
     operations: () => admission.stats(),
+    consentCallbackUrl() {
+      return links.allowedRedirectUris()[0]!;
+    },
     get metricsUrl() {
       return metricsUrl;
     },
@@ -456,6 +488,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       await apollo.stop();
       await dispatcher.close();
       logger.debug("upstream connections closed");
+      await tenantOutcomes.idle();
       if (ownsStore) await store.close();
       await redis?.quit().catch(() => redis.disconnect());
       logger.debug("store closed");

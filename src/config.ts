@@ -122,6 +122,7 @@ const envSchema = z.object({
   CONSENT_CALLBACK_RATE_PER_MINUTE: int(30, 1, 100_000),
   INCIDENT_FRESHNESS_SECONDS: int(30, 0, 3600),
   TENANT_FAILURE_MEMORY_SECONDS: int(60, 0, 3600),
+  INCIDENT_PAGES_PER_REFRESH: int(100, 1, 10_000),
   OPERATION_TIMEOUT_MS: int(20_000, 100, 300_000),
   AUTH_ANONYMOUS: bool,
   AUTH_ENTRA_AUDIENCE: commaList,
@@ -211,6 +212,8 @@ export interface Config {
      * answered again without any token request or upstream call; 0 asks every time. Per replica.
      */
     failureMemorySeconds: number;
+    /** List pages one tenant refresh reads at most; a larger tenant loads across queries, none read twice. */
+    pagesPerRefresh: number;
   };
   auth: {
     /** Requests without credentials act as an admin over every tenant: sandbox only. */
@@ -365,6 +368,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       freshnessSeconds: e.INCIDENT_FRESHNESS_SECONDS,
       operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
       failureMemorySeconds: e.TENANT_FAILURE_MEMORY_SECONDS,
+      pagesPerRefresh: e.INCIDENT_PAGES_PER_REFRESH,
     },
     auth: { anonymous: e.AUTH_ANONYMOUS ?? mode === "sandbox", entra },
     limits: {

@@ -90,7 +90,7 @@ export function toPublicError(error: unknown): never {
   throw error;
 }
 
-/** A BAD_USER_INPUT error naming the argument at fault. */
-export function badInput(message: string, field?: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, ...(field ? { field } : {}) } });
+/** A BAD_USER_INPUT error naming the argument at fault, with what to send instead when that helps. */
+export function badInput(message: string, field?: string, hint?: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.BAD_USER_INPUT, ...(field ? { field } : {}), ...(hint ? { hint } : {}) } });
 }

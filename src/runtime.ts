@@ -1,8 +1,9 @@
+import { join } from "node:path";
 import type { Logger } from "pino";
 import { createApp, type App } from "./app.js";
 import { DEFAULT_ROLE_MAP, type Config } from "./config.js";
 import { checkSandboxChoice } from "./deployment-mode.js";
-import { startSandbox, type Sandbox } from "./sandbox/sandbox.js";
+import { startSandbox, type Sandbox, type SandboxPersistence } from "./sandbox/sandbox.js";
 import { SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID } from "./sandbox/tokens.js";
 
 export interface Runtime {
@@ -33,7 +34,7 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
         ? { incidentsPerTenant: config.sandbox.incidentsPerTenant }
         : {}),
       ...(config.sandbox.latencyMs > 0 ? { latency: { fixedMs: config.sandbox.latencyMs } } : {}),
-    });
+    }, sandboxPersistence(config, deps.logger));
     effective = withSandbox(config, sandbox);
   }
   let app: App;
@@ -55,6 +56,11 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
     await sandbox?.close();
     throw error;
   });
+  // As an operator registers Crosswatch's callback on the app in Entra: the LEGACY_V1 link, which names no
+  // redirect URI, then brings the admin back to it (admin_consent=True&tenant=…) instead of the sandbox's own page.
+  if (sandbox && !sandbox.context.app.redirectUris.includes(app.consentCallbackUrl())) {
+    sandbox.context.app.redirectUris.unshift(app.consentCallbackUrl());
+  }
   return {
     app,
     sandbox,
@@ -77,8 +83,10 @@ async function registerSandboxTenants(app: App, sandbox: Sandbox): Promise<void>
   if (deployment?.mode !== "sandbox") {
     throw new Error("refusing to register sandbox tenants: the store is not recorded as a sandbox store");
   }
+  // Seeded tenants only: one created through POST /_sandbox/tenants is registered by its user (registerTenant).
+  const added = new Set(sandbox.context.addedTenants);
   await app.store.tenants.registerMissing(
-    sandbox.tenants.map((t) => ({
+    sandbox.tenants.filter((t) => !added.has(t)).map((t) => ({
       id: t.id,
       displayName: t.displayName,
       tags: t.tags,
@@ -86,6 +94,20 @@ async function registerSandboxTenants(app: App, sandbox: Sandbox): Promise<void>
       consentState: t.consent.granted ? ("GRANTED" as const) : ("PENDING" as const),
     })),
   );
+}
+
+/**
+ * The sandbox keeps what changed beside the registry, in `DATA_DIR/sandbox-state.json`, so a restart finds
+ * the consents the registry says were granted, the added tenants and the incident edits. Nothing with
+ * `DATA_DIR=memory://` (the registry forgets too). With `DATABASE_URL`, the file still goes to DATA_DIR:
+ * give each sandbox database its own DATA_DIR.
+ */
+function sandboxPersistence(config: Config, logger: Logger | undefined): SandboxPersistence | undefined {
+  if (config.store.dataDir === "memory://") return undefined;
+  return {
+    stateFile: join(config.store.dataDir, "sandbox-state.json"),
+    onWriteError: (error) => logger?.warn({ err: error }, "could not write the sandbox state file; the next change tries again"),
+  };
 }
 
 /** The config an app needs to run against a sandbox. */

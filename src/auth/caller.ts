@@ -28,7 +28,8 @@ export interface Grant {
   scope: TenantScope;
 }
 
-export const CALLER_KINDS = ["ANONYMOUS", "API_KEY", "ENTRA", "CLI"] as const;
+/** SYSTEM never calls: it is the actor of what Crosswatch itself records (consent drift), in the audit log. */
+export const CALLER_KINDS = ["ANONYMOUS", "API_KEY", "ENTRA", "CLI", "SYSTEM"] as const;
 export type CallerKind = (typeof CALLER_KINDS)[number];
 
 export interface Caller {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { CALLER_KINDS, type CallerKind } from "./caller.js";
+import { DEFAULT_RESOURCE_URIS, type TokenResource } from "./token-provider.js";
 
 export type ConsentFlow = "ADMIN_CONSENT" | "LEGACY_V1";
 
@@ -19,14 +20,25 @@ export interface ConsentLinkResult {
   /** Null for a link any tenant's admin may use (`organizations`, or the v1 `common` link). */
   tenantId: string | null;
   permissions: ConsentPermission[];
+  /**
+   * The backend (resource) whose `/.default` a v2 link asks for; null for LEGACY_V1, which names no resource
+   * (v1 consent covers every resource the app registration requires).
+   */
+  backend: TokenResource | null;
   /** When the link's state stops being accepted; null for LEGACY_V1, which carries no state. */
   expiresAt: Date | null;
 }
 
-/** The permissions Crosswatch's app registration requires (what consent grants). */
+/** The permissions Crosswatch's app registration requires, per backend (resource). */
+export const REQUIRED_PERMISSIONS_BY_BACKEND: Readonly<Record<TokenResource, readonly ConsentPermission[]>> = {
+  defender: [{ resource: "Microsoft Threat Protection", role: "Incident.ReadWrite.All", description: "Read and write all incidents (Defender API)" }],
+  graph: [{ resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All", description: "Read and write all security incidents (Microsoft Graph)" }],
+};
+
+/** Every permission Crosswatch's app registration requires (what a v1 consent grants). */
 export const REQUIRED_PERMISSIONS: readonly ConsentPermission[] = [
-  { resource: "Microsoft Threat Protection", role: "Incident.ReadWrite.All", description: "Read and write all incidents (Defender API)" },
-  { resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All", description: "Read and write all security incidents (Microsoft Graph)" },
+  ...REQUIRED_PERMISSIONS_BY_BACKEND.defender,
+  ...REQUIRED_PERMISSIONS_BY_BACKEND.graph,
 ];
 
 /**
@@ -43,8 +55,13 @@ export interface ConsentLinkMinter {
 export interface ConsentLinkOptions {
   authorityHost: string;
   clientId: string;
-  /** The resource whose `/.default` scope the v2 admin-consent link names. */
-  defenderResource: string;
+  /**
+   * The backend a v2 link asks consent for when the caller names none (the tenant's registry entry decides
+   * first): INCIDENTS_BACKEND.
+   */
+  defaultBackend: TokenResource;
+  /** App ID URIs per backend, whose `/.default` a v2 link names; default `DEFAULT_RESOURCE_URIS`. */
+  resourceUris?: Partial<Record<TokenResource, string>>;
   /** Where Entra sends the admin back: Crosswatch's `/consent/callback` (known once the server listens). */
   defaultRedirectUri: () => string;
   /** Further redirect URIs a link may name (CONSENT_REDIRECT_URIS); the default one is always allowed. */
@@ -105,10 +122,18 @@ export class ConsentLinks {
     return this.allowedRedirectUris().includes(uri);
   }
 
+  /**
+   * A consent link. A v2 link asks for the `/.default` of ONE resource, the tenant's backend (`backend`,
+   * else `defaultBackend`): Entra refuses the whole request with AADSTS650052 when the tenant has no service
+   * principal for a resource it names (a Graph-only tenant without Microsoft Threat Protection), so a link
+   * never names a resource the tenant's backend does not use.
+   */
   async create(input: {
     flow: ConsentFlow;
     tenantId?: string | undefined;
     redirectUri?: string | undefined;
+    /** The tenant's backend; default `defaultBackend`. Ignored by LEGACY_V1. */
+    backend?: TokenResource | undefined;
     minter: ConsentLinkMinter;
   }): Promise<ConsentLinkResult> {
     const authority = this.options.authorityHost;
@@ -117,8 +142,10 @@ export class ConsentLinks {
       const url =
         `${authority}/common/oauth2/authorize?prompt=consent&client_id=${encodeURIComponent(this.options.clientId)}` +
         `&response_type=code&sso_reload=true`;
-      return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS], expiresAt: null };
+      return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS], backend: null, expiresAt: null };
     }
+    const backend = input.backend ?? this.options.defaultBackend;
+    const resourceUri = (this.options.resourceUris?.[backend] ?? DEFAULT_RESOURCE_URIS[backend]).replace(/\/+$/, "");
     const tenantId = input.tenantId ?? null;
     const redirectUri = input.redirectUri ?? this.options.defaultRedirectUri();
     // Resolvers refuse a foreign redirect URI as bad input first; this guards any other path.
@@ -135,7 +162,7 @@ export class ConsentLinks {
       .sign(this.options.stateKey);
     const params = new URLSearchParams({
       client_id: this.options.clientId,
-      scope: `${this.options.defenderResource}/.default`,
+      scope: `${resourceUri}/.default`,
       redirect_uri: redirectUri,
       state,
     });
@@ -143,7 +170,8 @@ export class ConsentLinks {
       url: `${authority}/${tenantId ?? "organizations"}/v2.0/adminconsent?${params.toString()}`,
       flow: "ADMIN_CONSENT",
       tenantId,
-      permissions: [...REQUIRED_PERMISSIONS],
+      permissions: [...REQUIRED_PERMISSIONS_BY_BACKEND[backend]],
+      backend,
       expiresAt: new Date(exp * 1000),
     };
   }

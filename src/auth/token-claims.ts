@@ -3,7 +3,8 @@ import { decodeJwt, decodeProtectedHeader, type JWTPayload } from "jose";
 
 /**
  * What Crosswatch reads from an app-only access token (reference section 4.2). Decoded, never verified:
- * we are the token's client, not its audience; the resource API verifies it.
+ * we are the token's client, not its audience; the resource API verifies it. Only for diagnostics and
+ * checks that can be skipped: a token may be opaque (`readTokenClaims` gives undefined), and works anyway.
  */
 export interface TokenClaims {
   /** Tenant the token was issued in (GUID, lower case). */
@@ -84,6 +85,20 @@ export function decodeTokenClaims(accessToken: string): TokenClaims {
     idtyp: typeof payload.idtyp === "string" ? payload.idtyp : undefined,
     oid: text("oid"),
   };
+}
+
+/**
+ * The claims of an access token, or undefined when it is not a readable JWT. Microsoft warns that access
+ * tokens for its own APIs may be opaque or encrypted and that clients must not depend on reading them
+ * (access-token documentation): such a token is still used, and the API it is sent to decides.
+ */
+export function readTokenClaims(accessToken: string): TokenClaims | undefined {
+  try {
+    return decodeTokenClaims(accessToken);
+  } catch (error) {
+    if (error instanceof TokenClaimsError) return undefined;
+    throw error;
+  }
 }
 
 /**

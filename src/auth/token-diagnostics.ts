@@ -1,9 +1,22 @@
 import type { TokenClaims } from "./token-claims.js";
 import { TOKEN_ERROR_HINTS, toTokenAcquisitionError, type TokenErrorCode } from "./token-errors.js";
-import type { TokenProvider, TokenResource } from "./token-provider.js";
+import type { AccessToken, TokenProvider, TokenResource } from "./token-provider.js";
 
 /** What an incidents backend lets the app do. */
 export type IncidentCapability = "read" | "update";
+
+/**
+ * Whether the app may do something in a tenant: known from the token's `roles`, or — for a token whose
+ * claims cannot be read — from whether a call was allowed; `unknown` when neither says.
+ */
+export type AccessVerdict = "allowed" | "denied" | "unknown";
+
+/**
+ * Asks the backend itself whether the app may read the tenant's incidents (a call it makes, or one made
+ * moments ago): `allowed` when it answered, `denied` when it refused for lack of a role (403), `unknown`
+ * for any other outcome. Used only when the token's claims cannot be read.
+ */
+export type ReadProbe = () => Promise<AccessVerdict>;
 
 /** One application permission that satisfies the backend, and what it enables. */
 export interface RoleRequirement {
@@ -30,20 +43,31 @@ export const INCIDENT_ROLES: Record<TokenResource, RoleRequirement[]> = {
 export interface TokenDiagnosis {
   tenantId: string;
   backend: TokenResource;
-  /** True when a token was obtained and it may read incidents. */
+  /**
+   * True when a token was obtained and reading incidents is not known to be refused: the roles say so,
+   * or — claims unreadable — a call was allowed or none said otherwise.
+   */
   ok: boolean;
-  /** The decoded claims, when a token was obtained. */
+  /** The decoded claims, when a token was obtained and it is a readable JWT. */
   claims?: TokenClaims;
+  /**
+   * False when a token was obtained but is not a readable JWT (opaque or encrypted, as Microsoft warns
+   * its access tokens may be): no claims, roles unknown, access judged by a call (`access`). True otherwise,
+   * also when no token was obtained (`error` says why).
+   */
+  claimsReadable: boolean;
+  /** Per capability: allowed, denied or unknown (see `AccessVerdict`); `canRead`/`canUpdate` are "allowed". */
+  access: Record<IncidentCapability, AccessVerdict>;
   /** Acceptable roles: any one with `read` allows reading, one with `update` allows updating. */
   requiredRoles: RoleRequirement[];
-  /** The token's `roles` ([] when no token was obtained). */
+  /** The token's `roles` ([] when no token was obtained or its claims are unreadable). */
   grantedRoles: string[];
   canRead: boolean;
   canUpdate: boolean;
   /**
-   * Per capability the token lacks, the roles of which any one would grant it ([] when it has it): for
-   * "can read, cannot update", `read` is empty and `update` lists the ReadWrite role. Absent when no
-   * token was obtained, as nothing is known then.
+   * Per capability the token lacks, the roles of which any one would grant it ([] when it has it, and
+   * when it is unknown): for "can read, cannot update", `read` is empty and `update` lists the ReadWrite
+   * role. Absent when no token was obtained, as nothing is known then.
    */
   missingRoles?: Record<IncidentCapability, string[]>;
   fromCache?: boolean;
@@ -56,15 +80,20 @@ export interface TokenDiagnosis {
  * missing for reading and for updating, or why no token could be had. Never throws for a tenant's
  * failure; that is the answer. A missing read role is the failure code MISSING_ROLE.
  *
+ * A token whose claims cannot be read does not fail the tenant: its roles are unknown, and reading is
+ * judged by `options.probe` when given (a refusal is MISSING_ROLE), else left unknown. Updating stays
+ * unknown: only an update can tell, and the update itself then decides.
+ *
  * @param options.recheck ask Entra even while the provider remembers a lasting failure of the tenant, and
  *   remember this answer instead (`tokenDiagnostics`, the consent callback); otherwise a remembered failure
  *   is the answer, with its `retryAfterSeconds`
+ * @param options.probe how to judge reading for a token whose claims cannot be read
  */
 export async function diagnoseToken(
   provider: TokenProvider,
   tenantId: string,
   backend: TokenResource,
-  options: { signal?: AbortSignal; recheck?: boolean } = {},
+  options: { signal?: AbortSignal; recheck?: boolean; probe?: ReadProbe } = {},
 ): Promise<TokenDiagnosis> {
   const requiredRoles = INCIDENT_ROLES[backend];
   const base = { tenantId: tenantId.trim().toLowerCase(), backend, requiredRoles: requiredRoles.map((r) => ({ ...r, enables: [...r.enables] })) };
@@ -78,8 +107,19 @@ export async function diagnoseToken(
     // An abort is the caller's decision, not the tenant's state.
     if (options.signal?.aborted && error === options.signal.reason) throw error;
     const failure = toTokenAcquisitionError(error, { tenantId: base.tenantId, resource: backend });
-    return { ...base, ok: false, grantedRoles: [], canRead: false, canUpdate: false, error: failure.toPublic() };
+    return {
+      ...base,
+      ok: false,
+      claimsReadable: true,
+      access: { read: "unknown", update: "unknown" },
+      grantedRoles: [],
+      canRead: false,
+      canUpdate: false,
+      error: failure.toPublic(),
+    };
   }
+
+  if (!token.claims) return judgedByCall(base, requiredRoles, token, options);
 
   const granted = token.claims.roles;
   const missing = (capability: IncidentCapability): string[] => {
@@ -92,6 +132,8 @@ export async function diagnoseToken(
     ...base,
     ok: canRead,
     claims: token.claims,
+    claimsReadable: true,
+    access: { read: canRead ? "allowed" : "denied", update: missingRoles.update.length === 0 ? "allowed" : "denied" },
     grantedRoles: [...granted],
     canRead,
     canUpdate: missingRoles.update.length === 0,
@@ -103,6 +145,46 @@ export async function diagnoseToken(
     diagnosis.error = {
       code: "MISSING_ROLE",
       message: `the ${backend} token of tenant ${base.tenantId} carries none of the roles needed to read incidents (${missingRoles.read.join(" or ")}); it has ${granted.length > 0 ? granted.join(", ") : "no roles"}`,
+      hint: TOKEN_ERROR_HINTS.MISSING_ROLE,
+    };
+  }
+  return diagnosis;
+}
+
+/** The diagnosis of a token whose claims cannot be read: reading judged by the probe, if any. */
+async function judgedByCall(
+  base: Pick<TokenDiagnosis, "tenantId" | "backend" | "requiredRoles">,
+  requiredRoles: RoleRequirement[],
+  token: AccessToken,
+  options: { signal?: AbortSignal; probe?: ReadProbe },
+): Promise<TokenDiagnosis> {
+  let read: AccessVerdict = "unknown";
+  if (options.probe) {
+    try {
+      read = await options.probe();
+    } catch (error) {
+      if (options.signal?.aborted && error === options.signal.reason) throw error;
+      // A probe that could not finish says nothing about the roles.
+    }
+  }
+  const enabling = (capability: IncidentCapability) => requiredRoles.filter((r) => r.enables.includes(capability)).map((r) => r.role);
+  const diagnosis: TokenDiagnosis = {
+    ...base,
+    ok: read !== "denied",
+    claimsReadable: false,
+    access: { read, update: read === "denied" ? "denied" : "unknown" },
+    grantedRoles: [],
+    canRead: read === "allowed",
+    canUpdate: false,
+    // Known missing only when the API refused: then every role that would have allowed it is missing.
+    missingRoles: read === "denied" ? { read: enabling("read"), update: enabling("update") } : { read: [], update: [] },
+    fromCache: token.fromCache,
+    expiresAt: token.expiresOn,
+  };
+  if (read === "denied") {
+    diagnosis.error = {
+      code: "MISSING_ROLE",
+      message: `the ${base.backend} API refused tenant ${base.tenantId}'s token for reading incidents; its claims are unreadable, so the roles were judged by that call (needs ${enabling("read").join(" or ")})`,
       hint: TOKEN_ERROR_HINTS.MISSING_ROLE,
     };
   }

@@ -85,7 +85,7 @@ export const TOKEN_ERROR_HINTS: Record<TokenErrorCode, string> = {
  * public code and, where the number says more than the code, a more precise hint. Status 429 and 5xx
  * decide before this table (see `toTokenAcquisitionError`).
  *
- * Decisions: 500011 is RESOURCE_NOT_PROVISIONED, not CONSENT_REQUIRED: for client credentials it means the
+ * Decisions: 500011 (and 650052, its consent-side twin) is RESOURCE_NOT_PROVISIONED, not CONSENT_REQUIRED: for client credentials it means the
  * resource's service principal (the product) is missing in the tenant, and consent cannot fix that.
  * 65001 only occurs in delegated flows but still means "no consent". Assertion failures (7000xx) are
  * credential problems of the app, like a wrong secret.
@@ -98,6 +98,8 @@ export const AADSTS_CODES: ReadonlyMap<number, { code: TokenErrorCode; hint?: st
   [7000229, { code: "CONSENT_REQUIRED" }],
   [65001, { code: "CONSENT_REQUIRED" }],
   [500011, { code: "RESOURCE_NOT_PROVISIONED" }],
+  // Consent asking for a resource the tenant has no service principal for (the consent callback sees it).
+  [650052, { code: "RESOURCE_NOT_PROVISIONED" }],
   [
     7000215,
     {

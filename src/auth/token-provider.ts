@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AuthenticationResult, ClientCredentialRequest } from "@azure/msal-node";
 import type { Logger } from "pino";
 import { tokenEndpointLogOf, type TokenEndpointLog } from "./msal-client.js";
-import { decodeTokenClaims, tokenFingerprint, type TokenClaims } from "./token-claims.js";
+import { readTokenClaims, tokenFingerprint, type TokenClaims } from "./token-claims.js";
 import { TokenAcquisitionError, toTokenAcquisitionError, type TokenErrorCode } from "./token-errors.js";
 
 /** The APIs Crosswatch needs tokens for. */
@@ -24,7 +24,11 @@ export interface AccessToken {
   expiresOn: Date;
   /** True when no token call was made for this answer (provider memory or MSAL's cache). */
   fromCache: boolean;
-  claims: TokenClaims;
+  /**
+   * The decoded claims; undefined when the token is not a readable JWT (Microsoft may issue opaque or
+   * encrypted access tokens). Such a token is used all the same: the API it is sent to decides.
+   */
+  claims: TokenClaims | undefined;
   /** First 12 hex digits of the token's SHA-256: safe for logs. */
   fingerprint: string;
 }
@@ -133,13 +137,16 @@ const FAILURE_LOG_LEVELS: Record<TokenErrorCode, "info" | "warn" | "error"> = {
   INTERNAL: "error",
 };
 
+/** How long past the refresh margin a token of unknown expiry (opaque, and no `expiresOn`) is used. */
+const UNKNOWN_EXPIRY_MS = 60_000;
+
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface CachedToken {
   accessToken: string;
   /** Provider clock. */
   expiresAt: number;
-  claims: TokenClaims;
+  claims: TokenClaims | undefined;
   fingerprint: string;
 }
 
@@ -169,7 +176,9 @@ interface Backoff {
  *   `failureMemoryMs` and given again — same code, message and hint, `retryAfterSeconds` the time left —
  *   without a call, as MSAL does for throttling. A re-check (`recheck`) asks anyway and remembers its
  *   answer; `forgetFailures` (consent granted, tenant changed) and any success end the memory.
- * - Every token is decoded and its `tid` checked against the tenant asked for.
+ * - Every token is decoded and its `tid` checked against the tenant asked for — when it can be: a token
+ *   that is not a readable JWT (opaque, encrypted) is used without claims, its expiry taken from MSAL's
+ *   `expiresOn`, and the API it is sent to decides whether it is good.
  */
 export class MsalTokenProvider implements TokenProvider {
   private readonly client: ClientCredentialClient;
@@ -322,8 +331,9 @@ export class MsalTokenProvider implements TokenProvider {
           detail: "the answer held no access token",
         });
       }
-      const claims = decodeTokenClaims(token.accessToken);
-      if (claims.tid !== tenant) {
+      // Undefined for a token that is not a readable JWT: nothing to check then (see the class comment).
+      const claims = readTokenClaims(token.accessToken);
+      if (claims && claims.tid !== tenant) {
         throw new TokenAcquisitionError({
           code: "TENANT_MISMATCH",
           tenantId: tenant,
@@ -347,7 +357,8 @@ export class MsalTokenProvider implements TokenProvider {
           fingerprint: entry.fingerprint,
           expiresOn: new Date(entry.expiresAt).toISOString(),
           fromCache: result.fromCache,
-          roles: claims.roles,
+          claimsReadable: claims !== undefined,
+          roles: claims?.roles,
           durationMs: this.now() - started,
         },
         "access token acquired",
@@ -402,7 +413,7 @@ export class MsalTokenProvider implements TokenProvider {
       accessToken: token.accessToken,
       expiresOn: new Date(token.expiresAt),
       fromCache,
-      claims: { ...token.claims, roles: [...token.claims.roles] },
+      claims: token.claims ? { ...token.claims, roles: [...token.claims.roles] } : undefined,
       fingerprint: token.fingerprint,
     };
   }
@@ -413,16 +424,21 @@ export class MsalTokenProvider implements TokenProvider {
    *
    * MSAL's `expiresOn` is on the real clock; its remaining lifetime is carried over to the provider's. A
    * token this provider already holds keeps the expiry it was given when it was first received, so MSAL's
-   * clock cannot make an old token look fresh.
+   * clock cannot make an old token look fresh. Without `expiresOn` the token's own `exp` is used, and for
+   * an opaque token without either, a short life (`UNKNOWN_EXPIRY_MS` past the refresh margin): it is
+   * used for a moment and then renewed, rather than trusted for an hour nobody promised.
    */
   private accept(key: string, result: AuthenticationResult | null): { accessToken: string; expiresAt: number; fingerprint: string } | undefined {
     if (!result || typeof result.accessToken !== "string" || result.accessToken === "") return undefined;
     const fingerprint = tokenFingerprint(result.accessToken);
     const known = this.tokens.get(key);
     if (known && known.fingerprint === fingerprint) return { accessToken: result.accessToken, expiresAt: known.expiresAt, fingerprint };
+    const exp = result.expiresOn ? undefined : readTokenClaims(result.accessToken)?.exp;
     const expiresAt = result.expiresOn
       ? this.now() + (result.expiresOn.getTime() - Date.now())
-      : decodeTokenClaims(result.accessToken).exp * 1000;
+      : exp !== undefined
+        ? exp * 1000
+        : this.now() + this.refreshMarginMs + UNKNOWN_EXPIRY_MS;
     return { accessToken: result.accessToken, expiresAt, fingerprint };
   }
 }

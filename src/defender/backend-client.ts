@@ -10,6 +10,8 @@ export const UPSTREAM_ERROR_CODES = [
   "UPSTREAM_BAD_RESPONSE",
   "NOT_FOUND",
   "BAD_REQUEST",
+  /** An unordered list would have to page past the service's `$skip` ceiling (see watermark-paging.ts). */
+  "UPSTREAM_PAGING_LIMIT",
 ] as const;
 export type UpstreamErrorCode = (typeof UPSTREAM_ERROR_CODES)[number];
 
@@ -54,20 +56,42 @@ export interface CallOptions {
 }
 
 export interface ListOptions extends CallOptions {
-  /** Only incidents updated at or after this time (the incremental refresh watermark). */
+  /** Only incidents updated at or after this time (the incremental refresh watermark, or where a list resumes). */
   updatedSince?: Date;
+  /**
+   * Pages this call may read (the caller's share of the rate budget); when more are left the result says
+   * `complete: false` and `resumeFrom` where to go on. Default: no bound (the list ends by itself: every
+   * watermark page moves forward, and offset paging stops at the skip ceiling).
+   */
+  maxPages?: number;
 }
 
 export interface ListResult {
+  /** One per incident id (the later `lastUpdateTime` wins). */
   incidents: Incident[];
-  /** Upstream calls made (pages), for metrics and tests. */
+  /** Upstream calls made (pages, retries included), for metrics and tests. */
   calls: number;
+  /** False when the list stopped early: `maxPages` reached, or `stoppedBy` failed a page after others were read. */
+  complete: boolean;
+  /**
+   * Every incident updated before this time (and at or after `updatedSince`) has been listed: a later
+   * list from here (`updatedSince: resumeFrom`) continues without a gap. Complete lists: the greatest
+   * `lastUpdateTime` read. Null when nothing bounds it (an empty first list, or one stopped before any
+   * ordered page).
+   */
+  resumeFrom: Date | null;
+  /** `watermark` (ordered by lastUpdateTime), or `offset` when the service refused or ignored the order. */
+  paging: "watermark" | "offset";
+  /** What stopped an incomplete list after some pages (an UpstreamError, a token error, the signal's reason). */
+  stoppedBy?: unknown;
 }
 
 /**
  * One incidents backend. Implementations get a token per tenant from the TokenProvider, page through
- * results (nextLink when given, else $skip), honour rate budgets and retries, and map to `Incident`.
- * Every failure is an `UpstreamError` or a `TokenAcquisitionError` (token layer), for that tenant only.
+ * results by watermark (watermark-paging.ts; offset paging within the skip ceiling when the service does
+ * not order), honour rate budgets and retries, and map to `Incident`. Every failure is an `UpstreamError`
+ * or a `TokenAcquisitionError` (token layer), for that tenant only; a list failing after some pages
+ * returns them instead (`complete: false`, `stoppedBy`).
  */
 export interface IncidentsBackendClient {
   readonly backend: IncidentsBackendName;
@@ -76,4 +100,12 @@ export interface IncidentsBackendClient {
   getIncident(tenantId: string, incidentId: string, options?: CallOptions): Promise<Incident | undefined>;
   /** Writes through; never retried blindly. Returns the incident as the backend answers it. */
   updateIncident(tenantId: string, incidentId: string, patch: IncidentPatch, options?: CallOptions): Promise<Incident>;
+  /**
+   * Reads incidents whose list did not carry their alerts (Graph: `alerts: null`), alerts included,
+   * settled per incident in the order asked. Absent on a backend whose lists always carry alerts.
+   */
+  loadAlerts?(tenantId: string, incidentIds: readonly string[], options?: CallOptions): Promise<AlertsLoad[]>;
 }
+
+/** One incident of `loadAlerts`: read (alerts loaded; undefined when it no longer exists), or why not. */
+export type AlertsLoad = { ok: true; incident: Incident | undefined } | { ok: false; error: unknown };

@@ -7,6 +7,8 @@ import { checkNextLink, IncidentsHttp, resolveDeadline, type RetryPolicy, type U
 import type { Incident, IncidentPatch } from "./incident.js";
 import { badListing, mapAnswer, patchProblem } from "./mapping.js";
 import { InProcessRateBudget, type RateBudget } from "./rate-budget.js";
+import { DEFAULT_SKIP_CEILING, listByWatermark } from "./watermark-paging.js";
+import { backendUpdateProblem } from "./update-rules.js";
 
 /** The documented maximum page size of `GET /api/incidents` (reference 1.3). */
 export const DEFENDER_MAX_PAGE_SIZE = 100;
@@ -24,27 +26,34 @@ export interface DefenderIncidentsClientOptions {
   observe?: UpstreamObserver;
   /** `$top`, 1–100. Default 100. */
   pageSize?: number;
-  /** A list stops with UPSTREAM_BAD_RESPONSE past this many pages (a server that never ends). Default 200. */
-  maxPages?: number;
+  /**
+   * Lists never page past `$top + $skip` = this. The Defender API documents no ceiling; the same 6,000 as
+   * Graph's is assumed (unconfirmed). Only offset paging (a service that does not order) comes near it.
+   */
+  skipCeiling?: number;
   maxResponseBytes?: number;
 }
 
 /**
  * The legacy Microsoft 365 Defender incidents API (`/api/incidents`, reference section 1).
  *
- * Listing pages with `$top=100`, following `@odata.nextLink` when the service sends one, else `$skip`
- * until a page comes back short. The service promises no order and `$skip` is positional, so an
- * incident that changes during a list can appear twice or be missed: duplicates are merged (the later
- * `lastUpdateTime` wins) and a missed one carries a `lastUpdateTime` past the watermark, so the next
- * incremental list (`updatedSince`) picks it up. A tenant whose count is an exact multiple of the page
- * size costs one extra, empty page: nothing else says the list has ended.
+ * Listing pages by watermark (watermark-paging.ts): `$filter=lastUpdateTime ge W&$orderby=lastUpdateTime
+ * asc&$top=100`, the next W the last item's time, until a page comes back short. The API does not
+ * document `$orderby` (unconfirmed): when it refuses it or answers out of order, the list pages by offset
+ * (`@odata.nextLink` when sent, else `$skip`) within the skip ceiling, duplicates merged (the later
+ * `lastUpdateTime` wins); an incident missed by shifting positions carries a `lastUpdateTime` past the
+ * watermark, so the next incremental list picks it up. A tenant whose count is an exact multiple of the
+ * page size costs one extra, empty page: nothing else says the list has ended.
  */
 export class DefenderIncidentsClient implements IncidentsBackendClient {
   readonly backend = "defender" as const;
   private readonly baseUrl: string;
   private readonly http: IncidentsHttp;
   private readonly pageSize: number;
-  private readonly maxPages: number;
+  private readonly skipCeiling: number;
+  /** Set once the API refused `$orderby` (a 400 naming it): later lists page by offset without asking. */
+  private orderByRefused = false;
+  private readonly logger: Logger | undefined;
 
   constructor(options: DefenderIncidentsClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -52,7 +61,8 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > DEFENDER_MAX_PAGE_SIZE) {
       throw new RangeError(`pageSize must be an integer from 1 to ${DEFENDER_MAX_PAGE_SIZE}`);
     }
-    this.maxPages = options.maxPages ?? 200;
+    this.skipCeiling = options.skipCeiling ?? DEFAULT_SKIP_CEILING;
+    this.logger = options.logger?.child({ component: "defender-incidents" });
     this.http = new IncidentsHttp({
       backend: "defender",
       resource: "defender",
@@ -69,36 +79,37 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
 
   async listIncidents(tenantId: string, options: ListOptions = {}): Promise<ListResult> {
     const deadline = resolveDeadline(options, this.http.timeouts, this.http.now());
-    const filter = options.updatedSince ? `&$filter=${encodeURIComponent(`lastUpdateTime ge ${options.updatedSince.toISOString()}`)}` : "";
-    const pageUrl = (skip: number) => `${this.baseUrl}/api/incidents?$top=${this.pageSize}${filter}${skip > 0 ? `&$skip=${skip}` : ""}`;
-    const byId = new Map<string, Incident>();
     const visited = new Set<string>();
-    let url = pageUrl(0);
-    let skip = 0;
-    let calls = 0;
-    let pagingByLink = false;
-    for (let page = 0; ; page++) {
-      if (page >= this.maxPages) throw badListing("defender", tenantId, `more than ${this.maxPages} pages`);
-      visited.add(url);
-      const answer = await this.http.send({ tenantId, method: "GET", url, bucket: "defender.list", operation: "list", continuation: page > 0, signal: options.signal, deadline });
-      calls += answer.attempts;
-      const parsed = mapAnswer("defender", tenantId, () => mapDefenderIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
-      for (const incident of parsed.incidents) {
-        const seen = byId.get(incident.incidentId);
-        if (!seen || seen.lastUpdateTime < incident.lastUpdateTime) byId.set(incident.incidentId, incident);
-      }
-      if (parsed.nextLink) {
-        url = checkNextLink(parsed.nextLink, this.baseUrl, tenantId, "defender");
-        if (visited.has(url)) throw badListing("defender", tenantId, "the next link points to a page already read");
-        pagingByLink = true;
-        continue;
-      }
-      // A service that pages by links ends by sending none; one that does not, with a short page.
-      if (pagingByLink || parsed.incidents.length < this.pageSize) break;
-      skip += parsed.incidents.length;
-      url = pageUrl(skip);
-    }
-    return { incidents: [...byId.values()], calls };
+    return listByWatermark({
+      backend: "defender",
+      tenantId,
+      pageSize: this.pageSize,
+      skipCeiling: this.skipCeiling,
+      // The API is not known to send next links: a short page ends a list, or a missing link once one came.
+      linkEndsList: false,
+      askOrder: !this.orderByRefused,
+      since: options.updatedSince,
+      maxPages: options.maxPages,
+      onOrderRefused: () => (this.orderByRefused = true),
+      onFallback: (reason) => this.logger?.warn({ tenantId, reason }, "Defender incidents list falls back to offset paging"),
+      fetch: async (page, continuation) => {
+        let url: string;
+        if ("nextLink" in page) {
+          url = checkNextLink(page.nextLink, this.baseUrl, tenantId, "defender");
+          if (visited.has(url)) throw badListing("defender", tenantId, "the next link points to a page already read");
+        } else {
+          const params = [`$top=${this.pageSize}`];
+          if (page.since) params.push(`$filter=${encodeURIComponent(`lastUpdateTime ge ${page.since.toISOString()}`)}`);
+          if (page.ordered) params.push(`$orderby=${encodeURIComponent("lastUpdateTime asc")}`);
+          if (page.skip > 0) params.push(`$skip=${page.skip}`);
+          url = `${this.baseUrl}/api/incidents?${params.join("&")}`;
+        }
+        visited.add(url);
+        const answer = await this.http.send({ tenantId, method: "GET", url, bucket: "defender.list", operation: "list", continuation, signal: options.signal, deadline });
+        const parsed = mapAnswer("defender", tenantId, () => mapDefenderIncidentPage(answer.json, tenantId), answer.upstreamRequestId);
+        return { incidents: parsed.incidents, nextLink: parsed.nextLink, calls: answer.attempts };
+      },
+    });
   }
 
   async getIncident(tenantId: string, incidentId: string, options: CallOptions = {}): Promise<Incident | undefined> {
@@ -131,6 +142,9 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
   async updateIncident(tenantId: string, incidentId: string, patch: IncidentPatch, options: CallOptions = {}): Promise<Incident> {
     const problem = patchProblem(patch);
     if (problem) throw new UpstreamError("BAD_REQUEST", `invalid incident update: ${problem}`, { tenantId, backend: "defender" });
+    // The resolver refuses these first, with a hint; this keeps any other caller from sending them.
+    const refusal = backendUpdateProblem("defender", patch);
+    if (refusal) throw new UpstreamError("BAD_REQUEST", `invalid incident update: ${refusal.message}`, { tenantId, backend: "defender" });
     if (!/^\d{1,19}$/.test(incidentId)) {
       throw new UpstreamError("NOT_FOUND", `Defender API update for tenant ${tenantId}: incident ids are numbers`, { tenantId, backend: "defender" });
     }

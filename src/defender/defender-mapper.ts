@@ -170,14 +170,19 @@ function mapDefenderEntity(o: JsonObject): IncidentEntity {
 // ---------------------------------------------------------------------------------------------------
 // PATCH (reference 1.10): PascalCase enums, `tags` replaces, `comment` (singular) appends.
 
-const DEFENDER_STATUS: Record<NonNullable<IncidentPatch["status"]>, string> = {
+/** Statuses the legacy update writes (reference 1.10). */
+export const DEFENDER_STATUS: Readonly<Record<NonNullable<IncidentPatch["status"]>, string>> = {
   ACTIVE: "Active",
   IN_PROGRESS: "InProgress",
   RESOLVED: "Resolved",
   REDIRECTED: "Redirected",
 };
 
-const DEFENDER_CLASSIFICATION: Record<Classification, string> = {
+/**
+ * Classifications in the legacy spelling. The update writes only TruePositive, InformationalExpectedActivity
+ * and FalsePositive (update-rules.ts refuses UNKNOWN before any call); `Unknown` completes the table.
+ */
+export const DEFENDER_CLASSIFICATION: Readonly<Record<Classification, string>> = {
   UNKNOWN: "Unknown",
   FALSE_POSITIVE: "FalsePositive",
   TRUE_POSITIVE: "TruePositive",
@@ -186,10 +191,11 @@ const DEFENDER_CLASSIFICATION: Record<Classification, string> = {
 
 /**
  * The update page's write vocabulary (reference 1.8, corrected April 2024) where it names a value
- * (`CompromisedAccount`, `ConfirmedActivity`, `Clean`, `NoEnoughDataToValidate`); the read
- * vocabulary for the rest. Clearing a determination writes `NotAvailable`.
+ * (`CompromisedAccount`, `ConfirmedActivity`, `Clean`, `NoEnoughDataToValidate`); the read vocabulary for
+ * the rest. Only the TruePositive determinations are ever sent (update-rules.ts: the update accepts a
+ * determination only with classification TruePositive); the other entries complete the table.
  */
-const DEFENDER_DETERMINATION: Record<Determination, string> = {
+export const DEFENDER_DETERMINATION: Readonly<Record<Determination, string>> = {
   UNKNOWN: "NotAvailable",
   NOT_AVAILABLE: "NotAvailable",
   APT: "Apt",
@@ -210,7 +216,7 @@ const DEFENDER_DETERMINATION: Record<Determination, string> = {
 
 /**
  * The legacy PATCH body for a patch: only the fields it changes, names case-sensitive as documented.
- * Unassigning sends `""`, as observed clients do. Call `patchProblem` first.
+ * Unassigning sends `""`, as observed clients do. Call `patchProblem` and `backendUpdateProblem` first.
  */
 export function toDefenderPatchBody(patch: IncidentPatch): Record<string, unknown> {
   const body: Record<string, unknown> = {};

@@ -45,7 +45,9 @@ export function mapGraphIncidentPage(body: unknown, tenantId: string): GraphInci
 /**
  * Maps one incident (list item or `$entity` body). `tenantId` is the tenant asked for: the body's own
  * `tenantId` is not trusted (captures hold "" and placeholders there). Without `$expand=alerts` the
- * incident has no alerts. Times missing fall back to each other; none at all is a shape error.
+ * body has no `alerts` key and the incident's alerts are NOT LOADED (`null`), which is not the same as
+ * none (`[]`, an expanded incident without alerts). Times missing fall back to each other; none at all is
+ * a shape error.
  *
  * @throws ShapeError
  */
@@ -74,7 +76,7 @@ export function mapGraphIncident(raw: unknown, tenantId: string, path = "$"): In
     systemTags: strings(o, "systemTags", path),
     description: text(o, "description"),
     comments: mapGraphComments(o, path),
-    alerts: objects(o, "alerts", path).map((a, i) => mapGraphAlert(a, `${path}.alerts[${i}]`)),
+    alerts: o.alerts === undefined ? null : objects(o, "alerts", path).map((a, i) => mapGraphAlert(a, `${path}.alerts[${i}]`)),
     incidentUri: text(o, "incidentWebUrl"),
     redirectIncidentId: text(o, "redirectIncidentId"),
   };
@@ -199,22 +201,30 @@ function fallbackTypeName(evidence: string): string {
 // ---------------------------------------------------------------------------------------------------
 // PATCH (reference 2.5): lowerCamel enums, `customTags` replaces; comments are a separate POST.
 
-const GRAPH_STATUS: Record<Exclude<IncidentStatus, "UNKNOWN" | "AWAITING_ACTION">, string> = {
+/** Graph's `incidentStatus` members a patch writes (reference 2.3). */
+export const GRAPH_STATUS: Readonly<Record<Exclude<IncidentStatus, "UNKNOWN" | "AWAITING_ACTION">, string>> = {
   ACTIVE: "active",
   IN_PROGRESS: "inProgress",
   RESOLVED: "resolved",
   REDIRECTED: "redirected",
 };
 
-const GRAPH_CLASSIFICATION: Record<Classification, string> = {
+/** Graph's `alertClassification` members (reference 2.3 and "Corrections"). */
+export const GRAPH_CLASSIFICATION: Readonly<Record<Classification, string>> = {
   UNKNOWN: "unknown",
   FALSE_POSITIVE: "falsePositive",
   TRUE_POSITIVE: "truePositive",
   INFORMATIONAL_EXPECTED_ACTIVITY: "informationalExpectedActivity",
 };
 
-/** Graph's `alertDetermination` members (reference 2.3); "nothing determined" is `unknown`. */
-const GRAPH_DETERMINATION: Record<Determination, string> = {
+/**
+ * Graph's `microsoft.graph.security.alertDetermination` members, as generated into the Graph SDKs
+ * (reference 2.3, corrected 2026-11-29): Graph validates a PATCH against this type, so the resource page's
+ * prose names (`compromisedUser`, `clean`, `insufficientData`, `confirmedUserActivity`) are refused with
+ * 400 and never sent. "Nothing determined" is `unknown`; UNKNOWN itself is refused before any call
+ * (update-rules.ts), its entry here only completes the table.
+ */
+export const GRAPH_DETERMINATION: Readonly<Record<Determination, string>> = {
   UNKNOWN: "unknown",
   NOT_AVAILABLE: "unknown",
   APT: "apt",
@@ -224,12 +234,12 @@ const GRAPH_DETERMINATION: Record<Determination, string> = {
   UNWANTED_SOFTWARE: "unwantedSoftware",
   OTHER: "other",
   MULTI_STAGED_ATTACK: "multiStagedAttack",
-  COMPROMISED_ACCOUNT: "compromisedUser",
+  COMPROMISED_ACCOUNT: "compromisedAccount",
   PHISHING: "phishing",
   MALICIOUS_USER_ACTIVITY: "maliciousUserActivity",
-  NOT_MALICIOUS: "clean",
-  NOT_ENOUGH_DATA_TO_VALIDATE: "insufficientData",
-  CONFIRMED_USER_ACTIVITY: "confirmedUserActivity",
+  NOT_MALICIOUS: "notMalicious",
+  NOT_ENOUGH_DATA_TO_VALIDATE: "notEnoughDataToValidate",
+  CONFIRMED_USER_ACTIVITY: "confirmedActivity",
   LINE_OF_BUSINESS_APPLICATION: "lineOfBusinessApplication",
 };
 
@@ -241,7 +251,7 @@ export interface GraphPatchRequests {
   comment: Record<string, unknown> | undefined;
 }
 
-/** Splits a patch into Graph's PATCH body and comment POST. Call `patchProblem` first. */
+/** Splits a patch into Graph's PATCH body and comment POST. Call `patchProblem` and `backendUpdateProblem` first. */
 export function toGraphPatchRequests(patch: IncidentPatch): GraphPatchRequests {
   const body: Record<string, unknown> = {};
   if (patch.status !== undefined) body.status = GRAPH_STATUS[patch.status as Exclude<IncidentStatus, "UNKNOWN" | "AWAITING_ACTION">];

@@ -15,11 +15,14 @@ import { sleep, type RateBucket, type RateBudget } from "./rate-budget.js";
  * - reads (GET): 5xx, connection failures and per-attempt timeouts are retried with full-jitter
  *   exponential back-off, `maxAttempts` in all, while the back-off fits the deadline; 429 waits for
  *   Retry-After (through the rate budget, which then holds every call of that tenant and bucket) while
- *   that fits the deadline, at most `maxThrottleRetries` times.
+ *   that fits the deadline, at most `maxThrottleRetries` times. A 503 with Retry-After (Graph documents it
+ *   on 503 as on 429) waits as asked instead of the back-off, on the same terms; past the deadline it is
+ *   UPSTREAM_UNAVAILABLE with `retryAfterSeconds`, not re-sent. A 503 without it is an ordinary 5xx.
  * - writes (PATCH, POST): never re-sent once a byte may have reached the server. They are retried only
  *   when the connection could not be opened at all (refused, DNS, connect timeout: nothing was sent), and
  *   once after a 401 — the one answer that proves the write was not applied (authentication happens
- *   before anything else) — with a fresh token. A 429, 5xx, reset or timeout on a write is reported.
+ *   before anything else) — with a fresh token. A 429, 5xx, reset or timeout on a write is reported
+ *   (with the Retry-After of a 429 or 503 as `retryAfterSeconds`).
  * - 401 on any call: the token is invalidated and the call made once more with a new one; a second 401
  *   is CONSENT_REQUIRED. Token failures (`TokenAcquisitionError`) propagate unchanged.
  * - Bad bodies (unparseable, truncated, too large) are not retried: a server that sent one will likely
@@ -50,7 +53,7 @@ export interface RetryPolicy {
   /** Back-off before retry n is uniform in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))]. */
   baseDelayMs: number;
   maxDelayMs: number;
-  /** Re-sends of a read after 429 + Retry-After. */
+  /** Re-sends of a read after 429 or 503 with Retry-After. */
   maxThrottleRetries: number;
   /** When a 429 names no wait. */
   defaultRetryAfterMs: number;
@@ -156,6 +159,8 @@ type Outcome =
   | { kind: "ok"; status: number; json: unknown; requestId: string | undefined }
   | { kind: "unauthorized"; error: UpstreamError }
   | { kind: "throttled"; retryAfterMs: number; error: UpstreamError }
+  /** 503 with Retry-After: unavailable, and the server said when to come back. */
+  | { kind: "unavailable"; retryAfterMs: number; error: UpstreamError }
   /** May be retried: a read always, a write only when `sent` is false. */
   | { kind: "transient"; sent: boolean; error: UpstreamError }
   | { kind: "fatal"; error: UpstreamError };
@@ -246,6 +251,20 @@ export class IncidentsHttp {
           throttleRetries++;
           this.log("info", call, outcome.error, attempts, `429: waiting ${outcome.retryAfterMs} ms (Retry-After) before retrying`);
           // The budget's acquire does the waiting, for this call and every other one of the bucket.
+          continue;
+        }
+        case "unavailable": {
+          // The service said when it will be back: wait that long (not the back-off), if the deadline allows.
+          // Unlike a 429 this holds no budget: an outage is not a quota, and the next call finds out.
+          const fits = this.now() + outcome.retryAfterMs < call.deadline;
+          if (write || !fits || throttleRetries >= this.retry.maxThrottleRetries) throw outcome.error;
+          throttleRetries++;
+          this.log("info", call, outcome.error, attempts, `503: waiting ${outcome.retryAfterMs} ms (Retry-After) before retrying`);
+          try {
+            await sleep(outcome.retryAfterMs, call.signal);
+          } catch (reason) {
+            throw this.timeoutError(call, "the operation was cancelled while waiting out a 503's Retry-After", reason);
+          }
           continue;
         }
         case "transient": {
@@ -409,6 +428,20 @@ export class IncidentsHttp {
         retryAfterMs,
         error: this.error("THROTTLED", call, `throttled by the ${BACKEND_LABEL[this.backend]} (${described}); retry after ${retryAfterSeconds} s`, { ...details, retryAfterSeconds }),
       };
+    }
+    if (status === 503) {
+      const retryAfterMs = parseRetryAfter(response.headers["retry-after"], this.now());
+      if (retryAfterMs !== undefined) {
+        const retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+        return {
+          kind: "unavailable",
+          retryAfterMs,
+          error: this.error("UPSTREAM_UNAVAILABLE", call, `the ${BACKEND_LABEL[this.backend]} is unavailable (${described}); retry after ${retryAfterSeconds} s`, {
+            ...details,
+            retryAfterSeconds,
+          }),
+        };
+      }
     }
     if (status >= 500) {
       return { kind: "transient", sent: true, error: this.error("UPSTREAM_UNAVAILABLE", call, `the ${BACKEND_LABEL[this.backend]} failed (${described})`, details) };

@@ -100,7 +100,15 @@ export interface Incident {
   systemTags: string[];
   description: string | null;
   comments: IncidentComment[];
-  alerts: IncidentAlert[];
+  /**
+   * The incident's alerts; `[]` when it has none, `null` when they were NOT LOADED. The Defender API
+   * always carries them inline. Graph lists incidents without `$expand=alerts` (the expanded list fails
+   * with 500 on large tenants: reference, "Corrections"), so a listed Graph incident has `null` until a
+   * query selects its alerts and `IncidentService.loadAlerts` fetches them (one single-incident
+   * `$expand=alerts` get each) and caches them with the incident — until a newer `lastUpdateTime`
+   * replaces it.
+   */
+  alerts: IncidentAlert[] | null;
   incidentUri: string | null;
   /** The incident this one was merged into (status REDIRECTED). */
   redirectIncidentId: string | null;

@@ -5,13 +5,31 @@ import type { IncidentsBackendName } from "./incident.js";
  * Client-side rate budgets for the incident APIs. Microsoft counts calls per application and tenant
  * (reference 1.3, 1.9, 1.10, 2.5); a partner polling 1,000 tenants must stay under those quotas rather
  * than discover them through 429s, and must not open thousands of sockets at once. Hence two limits:
- * a sliding-window budget per (tenant, bucket) that waits for a slot when the wait fits the caller's
- * deadline, and one process-wide cap on calls in flight.
+ * a sliding-window budget per (tenant, bucket) — and per (tenant, shared quota), such as the Defender API
+ * as a whole — that waits for a slot when the wait fits the caller's deadline, and one process-wide cap on
+ * calls in flight.
  */
 
 /** The quotas Microsoft documents, one bucket each. Graph publishes one number for all its security calls. */
 export const RATE_BUCKETS = ["defender.list", "defender.get", "defender.patch", "graph"] as const;
 export type RateBucket = (typeof RATE_BUCKETS)[number];
+
+/**
+ * Quotas several buckets share: the Defender incidents API as a whole allows 50 calls a minute and 1,500 an
+ * hour per app and tenant besides each method's own (api-incident; reference, "Corrections").
+ */
+export const SHARED_QUOTAS = ["defender.api"] as const;
+export type SharedQuota = (typeof SHARED_QUOTAS)[number];
+/** Something with its own sliding windows: a method's bucket or a quota buckets share. */
+export type RateQuota = RateBucket | SharedQuota;
+
+/** The windows a call of each bucket takes a slot in, all at once: its own, then any shared one. */
+export const QUOTAS_OF: Record<RateBucket, readonly RateQuota[]> = {
+  "defender.list": ["defender.list", "defender.api"],
+  "defender.get": ["defender.get", "defender.api"],
+  "defender.patch": ["defender.patch", "defender.api"],
+  graph: ["graph"],
+};
 
 /** At most `limit` calls within any `windowSeconds` sliding window. */
 export interface RateRule {
@@ -19,9 +37,12 @@ export interface RateRule {
   windowSeconds: number;
 }
 
-export type RateLimits = Record<RateBucket, readonly RateRule[]>;
+export type RateLimits = Record<RateQuota, readonly RateRule[]>;
 
-/** Reference 1.3 (list 50/min, 1,500/h), 1.9 (get 100/min, 1,500/h), 1.10 (patch 50/min, 1,500/h), 2.5 (Graph 150/min). */
+/**
+ * Reference 1.3 (list 50/min, 1,500/h), 1.9 (get 100/min, 1,500/h), 1.10 (patch 50/min, 1,500/h), the
+ * Defender API as a whole (50/min, 1,500/h: "Corrections"), 2.5 (Graph 150/min).
+ */
 export const DEFAULT_RATE_LIMITS: RateLimits = {
   "defender.list": [
     { limit: 50, windowSeconds: 60 },
@@ -32,6 +53,10 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
     { limit: 1500, windowSeconds: 3600 },
   ],
   "defender.patch": [
+    { limit: 50, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  "defender.api": [
     { limit: 50, windowSeconds: 60 },
     { limit: 1500, windowSeconds: 3600 },
   ],
@@ -75,20 +100,24 @@ export interface RateBudgetStats {
  */
 export interface RateBudget {
   /**
-   * Waits for a rate slot of `(tenantId, bucket)` and then for a concurrency slot.
+   * Waits for a rate slot of `(tenantId, bucket)` — one in every window of the bucket and of the quotas it
+   * shares (`QUOTAS_OF`), taken together or not at all — and then for a concurrency slot.
    *
    * @throws UpstreamError THROTTLED (with `retryAfterSeconds`) when the rate slot would come after the
    *   deadline — nothing is sent; UPSTREAM_TIMEOUT when the concurrency slot does not come in time; the
    *   signal's reason when it aborts
    */
   acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit>;
-  /** The upstream answered 429: no call of `(tenantId, bucket)` before `retryAfterMs` from now. */
+  /**
+   * The upstream answered 429: no call of `(tenantId, bucket)` — nor of any bucket sharing a quota with it,
+   * as the answer does not say which quota ran out — before `retryAfterMs` from now.
+   */
   throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void;
   stats(): RateBudgetStats;
 }
 
 export interface InProcessRateBudgetOptions {
-  /** Per-bucket rules; a bucket given here replaces its defaults. */
+  /** Per-bucket (and shared-quota) rules; one given here replaces its defaults. */
   limits?: Partial<RateLimits>;
   /** Upstream calls in flight across all tenants. Default 64. */
   maxConcurrent?: number;
@@ -102,14 +131,15 @@ export interface InProcessRateBudgetOptions {
 }
 
 /**
- * A call counted against a bucket; `at` moves to the send time once the concurrency slot is granted and
- * to the answer time on release, so the budget never counts a call earlier than the server did.
+ * A call counted against a bucket's windows (and the shared ones: the same object sits in each log); `at`
+ * moves to the send time once the concurrency slot is granted and to the answer time on release, so the
+ * budget never counts a call earlier than the server did.
  */
 interface Stamp {
   at: number;
 }
 
-interface BucketState {
+interface QuotaState {
   /** Ascending by `at`. */
   log: Stamp[];
   /** No call before this (after a 429). */
@@ -121,16 +151,18 @@ interface Waiter {
 }
 
 /**
- * The in-process `RateBudget`: a sliding log per (tenant, bucket) — the granularity Microsoft documents
- * (app + tenant), and the same algorithm the sandbox enforces — plus a FIFO semaphore. State grows with
- * the tenants polled and is pruned as windows pass; nothing runs in the background.
+ * The in-process `RateBudget`: a sliding log per (tenant, quota) — the granularity Microsoft documents
+ * (app + tenant), and the same algorithm the sandbox enforces — plus a FIFO semaphore. A call takes a slot
+ * in its bucket's windows and in the shared ones in one synchronous step, so no window is ever charged
+ * for a call another refused. State grows with the tenants polled and is pruned as windows pass; nothing
+ * runs in the background.
  */
 export class InProcessRateBudget implements RateBudget {
   private readonly limits: RateLimits;
   private readonly maxConcurrent: number;
   private readonly marginMs: number;
   private readonly now: () => number;
-  private readonly buckets = new Map<string, BucketState>();
+  private readonly quotas = new Map<string, QuotaState>();
   private inFlight = 0;
   private readonly queue: Waiter[] = [];
   /** Follow-up calls waiting for a slot: served before `queue`. */
@@ -139,10 +171,10 @@ export class InProcessRateBudget implements RateBudget {
 
   constructor(options: InProcessRateBudgetOptions = {}) {
     this.limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
-    for (const bucket of RATE_BUCKETS) {
-      for (const rule of this.limits[bucket]) {
+    for (const quota of [...RATE_BUCKETS, ...SHARED_QUOTAS]) {
+      for (const rule of this.limits[quota]) {
         if (!Number.isInteger(rule.limit) || rule.limit < 1 || !(rule.windowSeconds > 0)) {
-          throw new RangeError(`invalid rate rule for ${bucket}: ${JSON.stringify(rule)}`);
+          throw new RangeError(`invalid rate rule for ${quota}: ${JSON.stringify(rule)}`);
         }
       }
     }
@@ -153,17 +185,18 @@ export class InProcessRateBudget implements RateBudget {
   }
 
   async acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit> {
-    const key = `${tenantId.toLowerCase()}|${bucket}`;
+    const keys = QUOTAS_OF[bucket].map((quota) => quotaKey(tenantId, quota));
     let waited = false;
     let stamp: Stamp;
     for (;;) {
       options.signal?.throwIfAborted();
       const now = this.now();
-      const state = this.state(key, now);
-      const waitMs = this.waitFor(state, bucket, now);
+      const states = keys.map((key) => this.state(key, now));
+      const waitMs = Math.max(...states.map((state, i) => this.waitFor(state, QUOTAS_OF[bucket][i]!, now)));
       if (waitMs <= 0) {
+        // Every window had room: take a slot in all of them before anything else can run.
         stamp = { at: now };
-        state.log.push(stamp);
+        for (const state of states) state.log.push(stamp);
         break;
       }
       if (now + waitMs > options.deadline) {
@@ -182,9 +215,11 @@ export class InProcessRateBudget implements RateBudget {
     try {
       await this.takeSlot(options);
     } catch (error) {
-      // Never sent: give the rate slot back.
-      const state = this.buckets.get(key);
-      if (state) state.log = state.log.filter((s) => s !== stamp);
+      // Never sent: give the rate slot back, in every window it was taken in.
+      for (const key of keys) {
+        const state = this.quotas.get(key);
+        if (state) state.log = state.log.filter((s) => s !== stamp);
+      }
       if (error instanceof SlotTimeout) {
         throw new UpstreamError("UPSTREAM_TIMEOUT", `no free upstream connection slot before the deadline (${this.maxConcurrent} calls in flight)`, {
           tenantId,
@@ -194,7 +229,7 @@ export class InProcessRateBudget implements RateBudget {
       throw error;
     }
     // Stamp with the send time: waiting for the slot must not make the call look older than it is.
-    this.restamp(key, stamp);
+    this.restamp(keys, stamp);
     this.counters.granted++;
     let released = false;
     return {
@@ -203,34 +238,36 @@ export class InProcessRateBudget implements RateBudget {
         released = true;
         // And again with the answer's time, the latest the server can have counted it at: requests
         // queue in the connection pool and travel, so the send time can be well before the arrival.
-        this.restamp(key, stamp);
+        this.restamp(keys, stamp);
         this.releaseSlot();
       },
     };
   }
 
-  /** Moves a call's stamp to now (never earlier), keeping the log ascending. */
-  private restamp(key: string, stamp: Stamp): void {
+  /** Moves a call's stamp to now (never earlier), keeping every log it is in ascending. */
+  private restamp(keys: readonly string[], stamp: Stamp): void {
     const now = this.now();
     if (now <= stamp.at) return;
     stamp.at = now;
-    this.buckets.get(key)?.log.sort((a, b) => a.at - b.at);
+    for (const key of keys) this.quotas.get(key)?.log.sort((a, b) => a.at - b.at);
   }
 
   throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
     const now = this.now();
-    const state = this.state(`${tenantId.toLowerCase()}|${bucket}`, now);
-    state.blockedUntil = Math.max(state.blockedUntil, now + Math.max(0, retryAfterMs));
+    for (const quota of QUOTAS_OF[bucket]) {
+      const state = this.state(quotaKey(tenantId, quota), now);
+      state.blockedUntil = Math.max(state.blockedUntil, now + Math.max(0, retryAfterMs));
+    }
   }
 
   stats(): RateBudgetStats {
     return { inFlight: this.inFlight, queued: this.queue.length + this.continuations.length, ...this.counters };
   }
 
-  /** How long until a call of this bucket may go, 0 when it may go now. */
-  private waitFor(state: BucketState, bucket: RateBucket, now: number): number {
+  /** How long until a call may take a slot in this quota's windows, 0 when it may now. */
+  private waitFor(state: QuotaState, quota: RateQuota, now: number): number {
     let wait = state.blockedUntil - now;
-    for (const rule of this.limits[bucket]) {
+    for (const rule of this.limits[quota]) {
       const windowMs = rule.windowSeconds * 1000 + this.marginMs;
       let inWindow = 0;
       let firstIndex = state.log.length;
@@ -247,16 +284,16 @@ export class InProcessRateBudget implements RateBudget {
     return wait;
   }
 
-  /** The bucket's state with calls older than its longest window dropped (and empty states forgotten). */
-  private state(key: string, now: number): BucketState {
-    let state = this.buckets.get(key);
+  /** The quota's state with calls older than its longest window dropped. */
+  private state(key: string, now: number): QuotaState {
+    let state = this.quotas.get(key);
     if (!state) {
       state = { log: [], blockedUntil: 0 };
-      this.buckets.set(key, state);
+      this.quotas.set(key, state);
       return state;
     }
-    const bucket = key.slice(key.indexOf("|") + 1) as RateBucket;
-    const longest = Math.max(...this.limits[bucket].map((r) => r.windowSeconds)) * 1000 + this.marginMs;
+    const quota = key.slice(key.indexOf("|") + 1) as RateQuota;
+    const longest = Math.max(...this.limits[quota].map((r) => r.windowSeconds)) * 1000 + this.marginMs;
     let drop = 0;
     while (drop < state.log.length && state.log[drop]!.at <= now - longest) drop++;
     if (drop > 0) state.log.splice(0, drop);
@@ -305,6 +342,10 @@ export class InProcessRateBudget implements RateBudget {
 }
 
 class SlotTimeout extends Error {}
+
+function quotaKey(tenantId: string, quota: RateQuota): string {
+  return `${tenantId.toLowerCase()}|${quota}`;
+}
 
 /** The backend a bucket belongs to, for errors. */
 export function backendOf(bucket: RateBucket): IncidentsBackendName {

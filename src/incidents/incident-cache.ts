@@ -24,6 +24,25 @@ export interface TenantIncidentsEntry {
    * upstream (retention), so the service lists everything again after a while.
    */
   fullFetchedAt?: Date;
+  /**
+   * A full list under way across several refreshes (bounded pages per refresh, or stopped by a failure):
+   * a large tenant's first load, or the periodic full list. Lists page oldest-first by `lastUpdateTime`,
+   * so a sweep goes on from `resumeFrom` without reading anything twice. While a first load is under way
+   * (`fullFetchedAt` undefined) `incidents` holds those read so far and the entry is never fresh.
+   */
+  sweep?: TenantSweep;
+}
+
+export interface TenantSweep {
+  /** When the sweep's first page was asked for; `fullFetchedAt` once it completes. */
+  startedAt: Date;
+  /** Every incident updated before this has been listed by the sweep; null: start from the beginning. */
+  resumeFrom: Date | null;
+  /**
+   * Periodic sweeps (the entry was complete before): ids the sweep has listed, so that at its end held
+   * incidents it did not list (gone upstream) are dropped. Absent on a first load: everything held was listed.
+   */
+  listedIds?: string[];
 }
 
 /**
@@ -68,6 +87,8 @@ const DATE_KEYS = new Set([
   "watermark",
   "fetchedAt",
   "fullFetchedAt",
+  "startedAt",
+  "resumeFrom",
   "createdTime",
   "lastUpdateTime",
   "resolvedTime",

@@ -1,10 +1,10 @@
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { TokenAcquisitionError } from "../auth/token-errors.js";
-import { UpstreamError, type CallOptions, type IncidentsBackendClient } from "../defender/backend-client.js";
-import type { Incident, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
-import type { IncidentCache, TenantIncidentsEntry } from "./incident-cache.js";
-import { deadlineExceeded, isLastingCode, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
+import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListResult } from "../defender/backend-client.js";
+import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
+import type { IncidentCache, TenantIncidentsEntry, TenantSweep } from "./incident-cache.js";
+import { deadlineExceeded, incomplete, isLastingCode, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
 
 /** Which tenant to read, and from which backend (the tenant's override or the deployment default). */
 export interface IncidentTarget {
@@ -29,6 +29,12 @@ export interface TenantIncidents {
   outcome: TenantOutcome;
 }
 
+/** An incident whose alerts a query wants: its id and the version the query holds. */
+export interface AlertsWanted {
+  incidentId: string;
+  lastUpdateTime: Date;
+}
+
 export interface IncidentServiceOptions {
   clients: Record<IncidentsBackendName, IncidentsBackendClient>;
   cache: IncidentCache;
@@ -47,6 +53,14 @@ export interface IncidentServiceOptions {
   maxStaleMs?: number;
   /** Lists a tenant in full again after this long, so incidents gone upstream leave the cache. Default 6 h. */
   fullRefreshMs?: number;
+  /**
+   * List pages one refresh reads at most (delta and full list together). A tenant with more — a large
+   * tenant's first load — is read across several refreshes (queries), each going on where the last one
+   * stopped; meanwhile its outcome says `complete: false` and INCOMPLETE. Default 100 (5,000 Graph or
+   * 10,000 Defender incidents); the rate budget and the deadline may stop a refresh sooner, with the
+   * pages read kept all the same.
+   */
+  maxPagesPerRefresh?: number;
   /** Upper bound of one shared refresh (it has no caller's signal). Default 120 s. */
   refreshTimeoutMs?: number;
   /**
@@ -76,6 +90,8 @@ export interface IncidentServiceStats {
   deltaRefreshes: number;
   /** Refreshes that failed. */
   refreshFailures: number;
+  /** Lists that stopped early (page bound or a failure after some pages) and kept what they read. */
+  partialLists: number;
   /** Upstream calls (pages) the refreshes made. */
   upstreamCalls: number;
   /** Loads answered with older cached incidents after a failure. */
@@ -84,6 +100,10 @@ export interface IncidentServiceStats {
   deadlineExceeded: number;
   /** Loads and gets answered with a remembered lasting failure, without any call. */
   failuresRemembered: number;
+  /** Incidents whose alerts `loadAlerts` answered from the cache. */
+  alertsFromCache: number;
+  /** Incidents `loadAlerts` read upstream for their alerts (one call each, retries aside). */
+  alertsFetched: number;
 }
 
 const DEFAULTS = {
@@ -92,6 +112,7 @@ const DEFAULTS = {
   maxStaleMs: 15 * 60_000,
   fullRefreshMs: 6 * 3_600_000,
   refreshTimeoutMs: 120_000,
+  maxPagesPerRefresh: 100,
 };
 
 /**
@@ -118,7 +139,11 @@ interface RememberedFailure {
   thrown: unknown;
 }
 
-type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean } | { ok: false; error: TenantError };
+/**
+ * How a refresh went. `ok` with `stopped`: the list stopped early (pages used up, or a transient failure
+ * after some pages); the entry holds what was read, and `stopped` is what the caller is told.
+ */
+type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean; stopped?: TenantError } | { ok: false; error: TenantError };
 
 const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
 
@@ -126,8 +151,11 @@ const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
  * Incidents per tenant, with a per-tenant cache refreshed incrementally.
  *
  * - Fresh (`fetchedAt` within `freshnessMs`): served from the cache, no upstream call.
- * - Otherwise one refresh: a full list the first time, after a backend change and every `fullRefreshMs`;
- *   else a delta (`updatedSince = watermark - overlapMs`) merged into the cached incidents by id. An
+ * - Otherwise one refresh of at most `maxPagesPerRefresh` pages (lists page by watermark, oldest first:
+ *   see watermark-paging.ts): a full list the first time and after a backend change — a large tenant's
+ *   taking several refreshes, each going on where the last stopped (`entry.sweep`), its outcome
+ *   `complete: false` until done; else a delta (`updatedSince = watermark - overlapMs`), followed every
+ *   `fullRefreshMs` by a full list swept with the pages the delta left, merged into the cached incidents by id. An
  *   incident is replaced only by a version with a later `lastUpdateTime`, so overlap re-fetches change
  *   nothing (and keep the cached array, hence the query's memoised sort orders). Redirected (merged)
  *   incidents are kept like any other, with status REDIRECTED and `redirectIncidentId`.
@@ -156,6 +184,7 @@ export class IncidentService {
   private readonly maxStaleMs: number;
   private readonly fullRefreshMs: number;
   private readonly refreshTimeoutMs: number;
+  private readonly maxPagesPerRefresh: number;
   private readonly failureMemoryMs: number;
   private readonly coordinator: RefreshCoordinator;
   private readonly now: () => number;
@@ -176,10 +205,13 @@ export class IncidentService {
     fullRefreshes: 0,
     deltaRefreshes: 0,
     refreshFailures: 0,
+    partialLists: 0,
     upstreamCalls: 0,
     staleServed: 0,
     deadlineExceeded: 0,
     failuresRemembered: 0,
+    alertsFromCache: 0,
+    alertsFetched: 0,
   };
 
   constructor(options: IncidentServiceOptions) {
@@ -190,6 +222,7 @@ export class IncidentService {
     this.maxStaleMs = options.maxStaleMs ?? DEFAULTS.maxStaleMs;
     this.fullRefreshMs = options.fullRefreshMs ?? DEFAULTS.fullRefreshMs;
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? DEFAULTS.refreshTimeoutMs;
+    this.maxPagesPerRefresh = Math.max(1, Math.floor(options.maxPagesPerRefresh ?? DEFAULTS.maxPagesPerRefresh));
     this.failureMemoryMs = Math.max(0, options.failureMemoryMs ?? 0);
     this.coordinator = options.coordinator ?? LOCAL_COORDINATOR;
     this.now = options.now ?? Date.now;
@@ -220,7 +253,7 @@ export class IncidentService {
         return this.failed(tenantId, remembered.error, usable, elapsed());
       }
       const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend, options.deadline), options);
-      if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed());
+      if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed(), result.stopped);
       if (result === DEADLINE) this.counters.deadlineExceeded++;
       return this.failed(tenantId, result.error, usable, elapsed());
     } catch (error) {
@@ -278,6 +311,81 @@ export class IncidentService {
     return incident;
   }
 
+  /**
+   * The alerts of some of one tenant's incidents (those a query selects `alerts` of while its incident
+   * carries `alerts: null`), settled per incident in the order asked: the alerts, or the Error for that
+   * incident alone. Never rejects for the tenant's failure.
+   *
+   * - An incident the cache holds with its alerts, in a version at least as new as the one asked about,
+   *   costs no call.
+   * - The others are read through the backend (`loadAlerts`: Graph reads each incident with
+   *   `$expand=alerts`, a few at a time, within the tenant's rate budget and the caller's deadline) and put
+   *   back into the tenant's cached incidents, unless the cache holds a newer version, so the next query
+   *   costs no call. The alerts live with the incident: a list that brings a later `lastUpdateTime`
+   *   replaces the incident, alerts `null` again, and they are read again when next asked for. (This
+   *   assumes, as for the Defender API's inline alerts, that an incident's `lastUpdateTime` moves when
+   *   its alerts change: unconfirmed upstream.)
+   * - An incident gone upstream is NOT_FOUND for that incident; a remembered lasting failure of the
+   *   tenant is given again without any call.
+   */
+  async loadAlerts(target: IncidentTarget, wanted: readonly AlertsWanted[], options: LoadOptions = {}): Promise<Array<IncidentAlert[] | Error>> {
+    const tenantId = normaliseTenantId(target.tenantId);
+    const { backend } = target;
+    const results: Array<IncidentAlert[] | Error> = new Array(wanted.length);
+    const entry = await this.readCache(tenantId);
+    const held = entry && entry.backend === backend ? indexOf(entry.incidents) : undefined;
+    const missing: number[] = [];
+    wanted.forEach((w, i) => {
+      const cached = held?.get(w.incidentId.trim());
+      if (cached && cached.alerts !== null && cached.lastUpdateTime.getTime() >= w.lastUpdateTime.getTime()) {
+        this.counters.alertsFromCache++;
+        results[i] = cached.alerts;
+      } else {
+        missing.push(i);
+      }
+    });
+    if (missing.length === 0) return results;
+
+    const remembered = this.recall(tenantId, backend);
+    if (remembered) {
+      this.counters.failuresRemembered++;
+      const { thrown } = remembered;
+      const error = thrown instanceof TokenAcquisitionError ? thrown.rememberedFor(remembered.error.retryAfterSeconds ?? 1) : thrown;
+      for (const i of missing) results[i] = asError(error);
+      return results;
+    }
+
+    const client = this.client(backend);
+    const ids = missing.map((i) => wanted[i]!.incidentId.trim());
+    const call = callOptions(options);
+    const loads: AlertsLoad[] = client.loadAlerts
+      ? await client.loadAlerts(tenantId, ids, call)
+      : await Promise.all(
+          ids.map((id) =>
+            client.getIncident(tenantId, id, call).then(
+              (incident): AlertsLoad => ({ ok: true, incident }),
+              (error: unknown): AlertsLoad => ({ ok: false, error }),
+            ),
+          ),
+        );
+    this.counters.alertsFetched += ids.length;
+    const read: Incident[] = [];
+    loads.forEach((load, k) => {
+      const i = missing[k]!;
+      const id = ids[k]!;
+      if (!load.ok) results[i] = asError(load.error);
+      else if (!load.incident) results[i] = new UpstreamError("NOT_FOUND", `incident ${id} no longer exists in tenant ${tenantId}`, { tenantId, backend });
+      else if (load.incident.alerts === null) {
+        results[i] = new UpstreamError("UPSTREAM_BAD_RESPONSE", `the ${backend} API answered incident ${id} of tenant ${tenantId} without its alerts`, { tenantId, backend });
+      } else {
+        results[i] = load.incident.alerts;
+        read.push(load.incident);
+      }
+    });
+    if (read.length > 0) await this.putRead(tenantId, backend, read);
+    return results;
+  }
+
   /** Drops a tenant's cached incidents and remembered failures (tenant removed, backend changed by an operator). */
   async forget(tenantId: string): Promise<void> {
     const key = normaliseTenantId(tenantId);
@@ -302,8 +410,9 @@ export class IncidentService {
 
   // -------------------------------------------------------------------------------------------------
 
+  /** Fresh: complete (no first load under way) and fetched within `freshnessMs`. */
   private isFresh(entry: TenantIncidentsEntry): boolean {
-    return this.now() - entry.fetchedAt.getTime() < this.freshnessMs;
+    return isComplete(entry) && this.now() - entry.fetchedAt.getTime() < this.freshnessMs;
   }
 
   /** The tenant's remembered lasting failure, its `retryAfterSeconds` the time left; undefined when none or over. */
@@ -387,12 +496,34 @@ export class IncidentService {
     }
   }
 
+  /**
+   * One refresh of a tenant: at most `maxPagesPerRefresh` pages, every page read kept.
+   *
+   * - No complete list yet (first load, or one under way): the sweep goes on from its `resumeFrom`.
+   * - Otherwise a delta from the watermark; then, when it completed and a full list is due or under way
+   *   (the periodic one, so incidents gone upstream leave the cache), the sweep with the pages left.
+   *
+   * A list that stops early (pages used up, or a transient failure after some pages) keeps what it read
+   * and where it got: the next refresh goes on from there, so a large tenant's first load finishes across
+   * several queries and never starts over. The answer then carries the stop as its error (INCOMPLETE, or
+   * the failure). A lasting failure, even after some pages, drops the tenant's cache as before.
+   */
   private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number): Promise<RefreshResult> {
     const startedAt = this.now();
     const generation = this.failureGenerations.get(tenantId) ?? 0;
     // No caller's signal: a caller leaving must not cancel what the others wait for.
     const signal = AbortSignal.timeout(this.refreshTimeoutMs);
     let mode: "full" | "delta" = "full";
+    const client = this.client(backend);
+    const list = async (from: Date | null, maxPages: number): Promise<ListResult> => {
+      const updatedSince = from === null ? undefined : new Date(from.getTime() - this.overlapMs);
+      const listed = await client.listIncidents(tenantId, { ...(updatedSince ? { updatedSince } : {}), maxPages, signal, deadline });
+      this.counters.upstreamCalls += listed.calls;
+      if (!listed.complete) this.counters.partialLists++;
+      // A lasting failure after some pages ends the refresh like one on the first page.
+      if (listed.stoppedBy !== undefined && !isTransientCode(this.stopError(tenantId, backend, signal, listed.stoppedBy).code)) throw listed.stoppedBy;
+      return listed;
+    };
     try {
       // Another refresh may have finished between the caller's cache read and this one starting.
       const current = await this.readCache(tenantId);
@@ -401,37 +532,62 @@ export class IncidentService {
         this.counters.cacheHits++;
         return { ok: true, entry: base, fromCache: true };
       }
-      const due = !base || base.watermark === null || base.fullFetchedAt === undefined || startedAt - base.fullFetchedAt.getTime() >= this.fullRefreshMs;
-      mode = due ? "full" : "delta";
-      const updatedSince = mode === "delta" ? new Date(base!.watermark!.getTime() - this.overlapMs) : undefined;
-
+      mode = base && isComplete(base) ? "delta" : "full";
       this.counters.refreshes++;
       this.counters[mode === "full" ? "fullRefreshes" : "deltaRefreshes"]++;
-      const listed = await this.client(backend).listIncidents(tenantId, updatedSince ? { updatedSince, signal, deadline } : { signal, deadline });
-      this.counters.upstreamCalls += listed.calls;
+
+      let delta: ListResult | undefined;
+      let swept: ListResult | undefined;
+      let sweep: TenantSweep | undefined;
+      if (mode === "full") {
+        sweep = base?.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null };
+        swept = await list(sweep.resumeFrom, this.maxPagesPerRefresh);
+      } else {
+        delta = await list(base!.watermark, this.maxPagesPerRefresh);
+        const due = base!.sweep !== undefined || startedAt - base!.fullFetchedAt!.getTime() >= this.fullRefreshMs;
+        const left = this.maxPagesPerRefresh - delta.calls;
+        if (delta.complete && due && left > 0) {
+          sweep = base!.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null, listedIds: [] };
+          // The delta is in; a failure of the periodic sweep only delays it (logged, pages kept).
+          swept = await list(sweep.resumeFrom, left).catch((error: unknown) => {
+            this.logger?.warn({ tenantId, backend, code: this.stopError(tenantId, backend, signal, error).code }, "periodic full list of the tenant stopped; it goes on at the next refresh");
+            return undefined;
+          });
+        }
+      }
 
       const entry = await this.withLock(tenantId, async () => {
         // Re-read: an update may have put a newer incident in meanwhile.
         const latest = await this.readCache(tenantId);
-        const into = latest && latest.backend === backend ? latest : base;
-        const next = mode === "full" ? replaceAll(into, listed.incidents, backend, startedAt) : mergeDelta(into!, listed.incidents, startedAt);
-        await this.writeCache(tenantId, next);
-        return next;
+        let next = latest && latest.backend === backend ? latest : base;
+        if (delta) next = applyDelta(next!, delta, startedAt);
+        if (swept && sweep) next = applySweep(next, backend, sweep, swept, startedAt);
+        await this.writeCache(tenantId, next!);
+        return next!;
       });
       this.logger?.debug(
-        { tenantId, backend, mode, updatedSince, calls: listed.calls, received: listed.incidents.length, held: entry.incidents.length },
+        {
+          tenantId,
+          backend,
+          mode,
+          calls: (delta?.calls ?? 0) + (swept?.calls ?? 0),
+          received: (delta?.incidents.length ?? 0) + (swept?.incidents.length ?? 0),
+          held: entry.incidents.length,
+          complete: isComplete(entry),
+          sweeping: entry.sweep !== undefined,
+        },
         "tenant incidents refreshed",
       );
       this.failures.delete(`${tenantId}|${backend}`);
-      return { ok: true, entry, fromCache: false };
+      // What the caller is told: the data is current unless the delta (or a first load) stopped early.
+      const stopped = mode === "delta" ? delta! : swept!;
+      if (stopped.complete) return { ok: true, entry, fromCache: false };
+      const error = stopped.stoppedBy === undefined ? incomplete(entry.incidents.length) : this.stopError(tenantId, backend, signal, stopped.stoppedBy);
+      if (stopped.stoppedBy !== undefined) this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
+      return { ok: true, entry, fromCache: false, stopped: error };
     } catch (caught) {
       this.counters.refreshFailures++;
-      const error =
-        signal.aborted && isAbort(caught)
-          ? toTenantError(
-              new UpstreamError("UPSTREAM_TIMEOUT", `the refresh did not finish within ${Math.round(this.refreshTimeoutMs / 1000)} s`, { tenantId, backend }),
-            )
-          : toTenantError(caught, { tenantId, logger: this.logger });
+      const error = this.stopError(tenantId, backend, signal, caught);
       this.logFailure(tenantId, backend, mode, caught, error);
       if (!isTransientCode(error.code)) {
         await this.withLock(tenantId, () => this.deleteCache(tenantId));
@@ -439,6 +595,13 @@ export class IncidentService {
       this.remember(tenantId, backend, error, caught, generation);
       return { ok: false, error };
     }
+  }
+
+  /** The public error of what stopped a refresh: the refresh's own time limit, or what was thrown. */
+  private stopError(tenantId: string, backend: IncidentsBackendName, signal: AbortSignal, caught: unknown): TenantError {
+    return signal.aborted && isAbort(caught)
+      ? toTenantError(new UpstreamError("UPSTREAM_TIMEOUT", `the refresh did not finish within ${Math.round(this.refreshTimeoutMs / 1000)} s`, { tenantId, backend }))
+      : toTenantError(caught, { tenantId, logger: this.logger });
   }
 
   /** Settles with the refresh, or with DEADLINE when the caller's signal or deadline comes first. */
@@ -467,10 +630,10 @@ export class IncidentService {
       return {
         tenantId,
         incidents: stale.incidents,
-        outcome: { tenantId, ok: false, fromCache: true, fetchedAt: stale.fetchedAt, durationMs, error },
+        outcome: { tenantId, ok: false, fromCache: true, fetchedAt: stale.fetchedAt, durationMs, complete: isComplete(stale), error },
       };
     }
-    return { tenantId, incidents: [], outcome: { tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs, error } };
+    return { tenantId, incidents: [], outcome: { tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs, complete: false, error } };
   }
 
   /** Puts one incident into the tenant's cached incidents, unless the cached copy is newer. */
@@ -482,6 +645,26 @@ export class IncidentService {
       if (cached && cached.lastUpdateTime.getTime() > incident.lastUpdateTime.getTime()) return;
       const incidents = cached ? entry.incidents.map((i) => (i === cached ? incident : i)) : [...entry.incidents, incident];
       await this.writeCache(tenantId, { ...entry, incidents: Object.freeze(incidents) });
+    });
+  }
+
+  /**
+   * Puts incidents read with their alerts back into the tenant's cached incidents, in one write: each
+   * replaces the cached version unless that is newer. Incidents the cache no longer holds are not added
+   * (the next list decides what the tenant has).
+   */
+  private async putRead(tenantId: string, backend: IncidentsBackendName, read: readonly Incident[]): Promise<void> {
+    await this.withLock(tenantId, async () => {
+      const entry = await this.readCache(tenantId);
+      if (!entry || entry.backend !== backend) return;
+      const held = indexOf(entry.incidents);
+      const replace = new Map<string, Incident>();
+      for (const incident of read) {
+        const cached = held.get(incident.incidentId);
+        if (cached && cached.lastUpdateTime.getTime() <= incident.lastUpdateTime.getTime()) replace.set(incident.incidentId, incident);
+      }
+      if (replace.size === 0) return;
+      await this.writeCache(tenantId, { ...entry, incidents: Object.freeze(entry.incidents.map((i) => replace.get(i.incidentId) ?? i)) });
     });
   }
 
@@ -558,8 +741,24 @@ function normaliseTenantId(tenantId: string): string {
   return tenantId.trim().toLowerCase();
 }
 
-function succeeded(tenantId: string, entry: TenantIncidentsEntry, fromCache: boolean, durationMs: number): TenantIncidents {
-  return { tenantId, incidents: entry.incidents, outcome: { tenantId, ok: true, fromCache, fetchedAt: entry.fetchedAt, durationMs } };
+function succeeded(tenantId: string, entry: TenantIncidentsEntry, fromCache: boolean, durationMs: number, stopped?: TenantError): TenantIncidents {
+  const complete = isComplete(entry);
+  const error = stopped ?? (complete ? undefined : incomplete(entry.incidents.length));
+  return {
+    tenantId,
+    incidents: entry.incidents,
+    outcome: { tenantId, ok: error === undefined, fromCache, fetchedAt: entry.fetchedAt, durationMs, complete, ...(error ? { error } : {}) },
+  };
+}
+
+/** Whether the entry holds all of the tenant's incidents: a full list has completed (no first load under way). */
+function isComplete(entry: TenantIncidentsEntry): boolean {
+  return entry.fullFetchedAt !== undefined;
+}
+
+/** A settled failure as the Error a DataLoader key rejects with. */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error("loading the incident's alerts failed", { cause: error });
 }
 
 function isOver(options: LoadOptions): boolean {
@@ -635,36 +834,9 @@ function newer(candidate: Incident, held: Incident | undefined): boolean {
   return !held || candidate.lastUpdateTime.getTime() > held.lastUpdateTime.getTime();
 }
 
-/**
- * The entry after a full list: exactly the listed incidents (duplicates from shifting pages collapse to
- * the newest), except that an incident the cache holds in a newer version (an update written during the
- * list) keeps that version. Keeps the old array when nothing changed.
- */
-function replaceAll(into: TenantIncidentsEntry | undefined, listed: readonly Incident[], backend: IncidentsBackendName, startedAt: number): TenantIncidentsEntry {
-  const held = into ? indexOf(into.incidents) : new Map<string, Incident>();
-  const next = new Map<string, Incident>();
-  for (const incident of listed) {
-    if (newer(incident, next.get(incident.incidentId))) next.set(incident.incidentId, incident);
-  }
-  let changed = !into || next.size !== held.size;
-  for (const [id, incident] of next) {
-    const old = held.get(id);
-    if (old && !newer(incident, old)) next.set(id, old);
-    else changed = true;
-  }
-  const watermark = maxUpdate(listed, null);
-  return {
-    backend,
-    incidents: changed ? Object.freeze([...next.values()]) : into!.incidents,
-    watermark: watermark === null ? null : new Date(watermark),
-    fetchedAt: new Date(startedAt),
-    fullFetchedAt: new Date(startedAt),
-  };
-}
-
-/** The entry after a delta: the listed incidents merged by id into the held ones; the old array when nothing is newer. */
-function mergeDelta(into: TenantIncidentsEntry, listed: readonly Incident[], startedAt: number): TenantIncidentsEntry {
-  const next = new Map(indexOf(into.incidents));
+/** `listed` merged by id into `held` (a strictly newer version wins); the old array when nothing is newer. */
+function mergeIncidents(held: readonly Incident[], listed: readonly Incident[]): readonly Incident[] {
+  const next = new Map(indexOf(held));
   let changed = false;
   for (const incident of listed) {
     if (newer(incident, next.get(incident.incidentId))) {
@@ -672,11 +844,70 @@ function mergeDelta(into: TenantIncidentsEntry, listed: readonly Incident[], sta
       changed = true;
     }
   }
-  const watermark = maxUpdate(listed, into.watermark ? into.watermark.getTime() : null);
+  return changed ? Object.freeze([...next.values()]) : held;
+}
+
+function later(a: Date | null, b: Date | null): Date | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.getTime() >= b.getTime() ? a : b;
+}
+
+/**
+ * The entry after a delta: the listed incidents merged in. Complete: the watermark moves to the newest
+ * listed and the entry is fetched now. Stopped early: the watermark moves only to where the list got
+ * (`resumeFrom`: everything before it was listed), and `fetchedAt` stays, so the next refresh goes on.
+ */
+function applyDelta(into: TenantIncidentsEntry, listed: ListResult, startedAt: number): TenantIncidentsEntry {
+  const newest = maxUpdate(listed.incidents, null);
   return {
     ...into,
-    incidents: changed ? Object.freeze([...next.values()]) : into.incidents,
-    watermark: watermark === null ? null : new Date(watermark),
-    fetchedAt: new Date(startedAt),
+    incidents: mergeIncidents(into.incidents, listed.incidents),
+    watermark: later(into.watermark, listed.complete ? (newest === null ? null : new Date(newest)) : listed.resumeFrom),
+    fetchedAt: listed.complete ? new Date(startedAt) : into.fetchedAt,
+  };
+}
+
+/**
+ * The entry after a sweep's share of pages. The listed incidents are merged in (an incident the cache
+ * holds in a newer version, an update written during the list, keeps that version).
+ * - Stopped early: the sweep remembers where it got (and, periodic, which ids it listed).
+ * - Complete, first load: the entry is complete, fetched now.
+ * - Complete, periodic: held incidents the sweep did not list are gone upstream and leave the cache;
+ *   `fetchedAt` is the delta's (run just before).
+ */
+function applySweep(
+  into: TenantIncidentsEntry | undefined,
+  backend: IncidentsBackendName,
+  sweep: TenantSweep,
+  listed: ListResult,
+  startedAt: number,
+): TenantIncidentsEntry {
+  const periodic = into !== undefined && isComplete(into);
+  let incidents = mergeIncidents(into?.incidents ?? [], listed.incidents);
+  const newest = maxUpdate(listed.incidents, null);
+  const watermark = later(into?.watermark ?? null, newest === null ? null : new Date(newest));
+  if (!listed.complete) {
+    const next: TenantSweep = { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, listed.resumeFrom) };
+    if (periodic) next.listedIds = [...new Set([...(sweep.listedIds ?? []), ...listed.incidents.map((i) => i.incidentId)])];
+    return {
+      backend,
+      incidents,
+      watermark,
+      fetchedAt: periodic ? into.fetchedAt : (into?.fetchedAt ?? sweep.startedAt),
+      ...(periodic ? { fullFetchedAt: into.fullFetchedAt! } : {}),
+      sweep: next,
+    };
+  }
+  if (periodic) {
+    const kept = new Set([...(sweep.listedIds ?? []), ...listed.incidents.map((i) => i.incidentId)]);
+    if (incidents.some((i) => !kept.has(i.incidentId))) incidents = Object.freeze(incidents.filter((i) => kept.has(i.incidentId)));
+  }
+  return {
+    backend,
+    incidents,
+    watermark,
+    fetchedAt: periodic ? into.fetchedAt : new Date(startedAt),
+    fullFetchedAt: sweep.startedAt,
   };
 }

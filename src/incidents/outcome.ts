@@ -8,9 +8,9 @@ import { UPSTREAM_ERROR_CODES, UpstreamError, type UpstreamErrorCode } from "../
  * DEADLINE_EXCEEDED (the operation's deadline or signal ended the wait) / INTERNAL (anything else).
  * CONSENT_REQUIRED, MISSING_ROLE, THROTTLED and INTERNAL occur in both layers and mean the same there.
  */
-export type TenantErrorCode = TokenErrorCode | UpstreamErrorCode | "DEADLINE_EXCEEDED" | "TENANT_FORBIDDEN";
+export type TenantErrorCode = TokenErrorCode | UpstreamErrorCode | "DEADLINE_EXCEEDED" | "TENANT_FORBIDDEN" | "INCOMPLETE";
 export const TENANT_ERROR_CODES: readonly TenantErrorCode[] = [
-  ...new Set<TenantErrorCode>([...TOKEN_ERROR_CODES, ...UPSTREAM_ERROR_CODES, "DEADLINE_EXCEEDED", "TENANT_FORBIDDEN"]),
+  ...new Set<TenantErrorCode>([...TOKEN_ERROR_CODES, ...UPSTREAM_ERROR_CODES, "DEADLINE_EXCEEDED", "TENANT_FORBIDDEN", "INCOMPLETE"]),
 ];
 
 /** Why one tenant failed, in words a partner can show: no upstream text, URL or token. */
@@ -37,6 +37,11 @@ export interface TenantOutcome {
   fetchedAt: Date | null;
   /** Time this caller waited, milliseconds. */
   durationMs: number;
+  /**
+   * False while the tenant's first list is still under way (several queries for a large tenant), or when
+   * nothing was read: the incidents returned are those read so far, and the next query goes on from there.
+   */
+  complete: boolean;
   error?: TenantError;
 }
 
@@ -52,6 +57,9 @@ const TRANSIENT_CODES: ReadonlySet<TenantErrorCode> = new Set<TenantErrorCode>([
   "UPSTREAM_BAD_RESPONSE",
   "DEADLINE_EXCEEDED",
   "INTERNAL",
+  "INCOMPLETE",
+  // Not lasting either: the incidents read so far are kept and served, and a later list may get further.
+  "UPSTREAM_PAGING_LIMIT",
 ]);
 
 /** Whether a failure with this code is expected to pass by itself (outage, throttling, deadline, bug). */
@@ -86,6 +94,15 @@ export function tenantForbidden(tenantId: string): TenantError {
     code: "TENANT_FORBIDDEN",
     message: `tenant ${tenantId} is not registered or is outside your tenant scope`,
     hint: "Check the tenant id; if it is right, ask a Crosswatch administrator to register the tenant or to widen your API key's or app role's tenant scope.",
+  };
+}
+
+/** A tenant error for a list that read its share of pages (`maxPagesPerRefresh`) and has more to read. */
+export function incomplete(held: number): TenantError {
+  return {
+    code: "INCOMPLETE",
+    message: `the tenant's incidents are still being read: ${held} so far`,
+    hint: "The tenant has more incidents than one query reads: those read so far are returned, and each next query goes on from where this one stopped (nothing is read twice). Ask again; complete turns true when all are in.",
   };
 }
 
@@ -141,6 +158,8 @@ function upstreamHint(error: UpstreamError): string {
       return `The ${api} answered something Crosswatch could not read: try again; if it persists, report it with the upstream request id from the server log.`;
     case "NOT_FOUND":
       return `The ${api} does not know this incident (or the tenant has none of that kind): check the incident id and the tenant's backend.`;
+    case "UPSTREAM_PAGING_LIMIT":
+      return `The ${api} did not order this tenant's incidents by last update, and paging further would pass the offset where its pages stop: the incidents read so far are returned, the rest cannot be read this way. Report it with the tenant id; setting the tenant's backend to the other API may help.`;
     case "BAD_REQUEST":
       return `The ${api} refused the request as invalid: check the values sent (for updates, the classification and determination pair); if they are right, report it.`;
     default:

@@ -1,16 +1,29 @@
 import DataLoader from "dataloader";
 import { permits, permitsEverywhere, type Caller } from "../auth/caller.js";
-import { diagnoseToken, type TokenDiagnosis } from "../auth/token-diagnostics.js";
+import { diagnoseToken, type AccessVerdict, type TokenDiagnosis } from "../auth/token-diagnostics.js";
 import type { TokenProvider, TokenResource } from "../auth/token-provider.js";
+import type { IncidentAlert, IncidentsBackendName } from "../defender/incident.js";
 import type { IncidentService, TenantIncidents } from "../incidents/incident-service.js";
 import { tenantForbidden } from "../incidents/outcome.js";
 import type { TenantRecord, TenantStore } from "../store/tenant-store.js";
+import type { TenantOutcomeRecorder } from "./outcome-recorder.js";
 import { createTokenLoader } from "./token-loader.js";
 
 export interface LoaderServices {
   tokenProvider: TokenProvider;
   tenants: TenantStore;
   incidents: IncidentService;
+  /** Remembers registered tenants' outcomes (and consent drift) in the registry; process-wide, throttled. */
+  outcomes?: TenantOutcomeRecorder;
+}
+
+/** An incident whose alerts a query selects while they are not loaded (`Incident.alerts`). */
+export interface AlertsKey {
+  tenantId: string;
+  backend: IncidentsBackendName;
+  incidentId: string;
+  /** The version the query holds: cached alerts of an older version are not served for it. */
+  lastUpdateTime: Date;
 }
 
 /** A token diagnosis, or the refusal of a tenant the caller may not see (no token was asked for). */
@@ -48,7 +61,24 @@ export function createLoaders(
    * failure is remembered, and then forgets the incident service's memory of it, so the next load follows
    * the re-check's answer (kept by the token provider) rather than the older one.
    */
-  const diagnoses = (recheck: boolean) =>
+  /**
+   * For a token whose claims cannot be read: whether the tenant's incidents load (the incident service's
+   * cache, else one refresh) was allowed. A registered tenant in the caller's scope only; else unknown.
+   */
+  const readProbe = async (tenantId: string, backend: TokenResource, recheck: boolean): Promise<AccessVerdict> => {
+    const record = await records.load(tenantId.toLowerCase());
+    if (!record || !permits(caller, "read", record)) return "unknown";
+    // A re-check must not be answered by a remembered refusal.
+    if (recheck) services.incidents.forgetFailures(record.id, backend);
+    const { outcome } = await services.incidents.loadTenant(
+      { tenantId: record.id, backend },
+      { ...(options.signal ? { signal: options.signal } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}) },
+    );
+    if (outcome.ok) return "allowed";
+    return outcome.error?.code === "MISSING_ROLE" ? "denied" : "unknown";
+  };
+
+  const diagnoses = (recheck: boolean, probe = true) =>
     new DataLoader<`${string}|${TokenResource}`, DiagnosisResult>(async (keys) =>
       Promise.all(
         keys.map(async (key): Promise<DiagnosisResult> => {
@@ -58,8 +88,12 @@ export function createLoaders(
           const diagnosis = await diagnoseToken(services.tokenProvider, tenantId, backend, {
             ...(options.signal ? { signal: options.signal } : {}),
             ...(recheck ? { recheck } : {}),
+            ...(probe ? { probe: () => readProbe(tenantId, backend, recheck) } : {}),
           });
           if (recheck) services.incidents.forgetFailures(tenantId, backend);
+          // Only a registered tenant has a registry row to remember it in (diagnostics also serve onboarding).
+          const record = await records.load(tenantId.toLowerCase());
+          if (record) services.outcomes?.observeDiagnosis(record, diagnosis);
           return diagnosis;
         }),
       ),
@@ -87,6 +121,16 @@ export function createLoaders(
       for (const { tenantId } of allowed) tenantsTouched.add(tenantId);
       const loaded = allowed.length > 0 ? await services.incidents.loadTenants(allowed, options) : [];
       options.onTenantLoads?.(loaded);
+      if (services.outcomes) {
+        const loadedRecords = await records.loadMany(loaded.map((l) => l.tenantId));
+        loaded.forEach((result, i) => {
+          const record = loadedRecords[i];
+          if (!record || record instanceof Error) return;
+          const { outcome } = result;
+          if (outcome.ok) services.outcomes!.observe(record.id, { ok: true }, record);
+          else if (outcome.error) services.outcomes!.observe(record.id, { ok: false, code: outcome.error.code }, record);
+        });
+      }
       let next = 0;
       return parsed.map(({ tenantId }, i): TenantIncidents => {
         if (visible[i]) return loaded[next++]!;
@@ -94,10 +138,46 @@ export function createLoaders(
         return {
           tenantId: id,
           incidents: [],
-          outcome: { tenantId: id, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, error: tenantForbidden(id) },
+          outcome: { tenantId: id, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, complete: false, error: tenantForbidden(id) },
         };
       });
     }),
+    /**
+     * Alerts of incidents listed without them (Graph), by incident. One batch per tick: the keys are
+     * grouped per tenant and backend, each group one `IncidentService.loadAlerts` (cached alerts cost
+     * nothing; the others one single-incident read each, bounded and inside the tenant's rate budget,
+     * under this request's signal and deadline). A key fails alone (its Error), never its neighbours; a
+     * tenant outside the caller's scope is TENANT_FORBIDDEN with no call.
+     */
+    alerts: new DataLoader<AlertsKey, IncidentAlert[], string>(
+      async (keys) => {
+        const groups = new Map<string, number[]>();
+        keys.forEach((key, i) => {
+          const group = `${key.tenantId.toLowerCase()}|${key.backend}`;
+          groups.set(group, [...(groups.get(group) ?? []), i]);
+        });
+        const results: Array<IncidentAlert[] | Error> = new Array(keys.length);
+        await Promise.all(
+          [...groups.values()].map(async (indexes) => {
+            const first = keys[indexes[0]!]!;
+            const record = await records.load(first.tenantId.toLowerCase());
+            if (!record || !permits(caller, "read", record)) {
+              for (const i of indexes) results[i] = new TenantForbiddenError(first.tenantId.toLowerCase());
+              return;
+            }
+            tenantsTouched.add(record.id);
+            const loaded = await services.incidents.loadAlerts(
+              { tenantId: record.id, backend: first.backend },
+              indexes.map((i) => ({ incidentId: keys[i]!.incidentId, lastUpdateTime: keys[i]!.lastUpdateTime })),
+              options,
+            );
+            indexes.forEach((i, k) => (results[i] = loaded[k]!));
+          }),
+        );
+        return results;
+      },
+      { cacheKeyFn: (key) => `${key.tenantId.toLowerCase()}|${key.backend}|${key.incidentId}|${key.lastUpdateTime.getTime()}` },
+    ),
     token: {
       /** A tenant's token, refused (rejected) for a tenant the caller may not read. */
       async load(key: `${string}|${TokenResource}`) {
@@ -121,6 +201,11 @@ export function createLoaders(
     diagnosis: diagnoses(false),
     /** Explicit re-checks (`tokenDiagnostics`): past any remembered failure, which they then replace. */
     recheck: diagnoses(true),
+    /**
+     * Diagnoses that make no probe call for a token whose claims are unreadable (its access stays unknown):
+     * the update pre-check, which refuses only on roles a token names — the update itself decides otherwise.
+     */
+    rolesOnly: diagnoses(false, false),
   };
 }
 

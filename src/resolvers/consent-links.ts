@@ -3,6 +3,7 @@ import { permitsConsentLink } from "../auth/caller.js";
 import type { ConsentLinks } from "../auth/consent.js";
 import { badInput, toPublicError } from "../errors.js";
 import { ConsentFlowKind, ConsentLink } from "../schema/consent.type.js";
+import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { normaliseTenantId, type TenantRecord } from "../store/tenant-store.js";
 import { forbiddenError, tenantForbiddenError } from "./access.js";
 import type { GraphQLContext } from "./context.js";
@@ -19,13 +20,18 @@ export interface ConsentLinkRequest {
   /** The tenant the link is for; absent: any tenant's admin may use it (`organizations`). */
   tenantId?: string | null | undefined;
   redirectUri?: string | null | undefined;
+  /**
+   * The backend whose resource a v2 link asks for. Absent: the tenant's registered backend, else the server
+   * default (INCIDENTS_BACKEND). LEGACY_V1 names no resource and refuses it.
+   */
+  backend?: IncidentsBackendKind | null | undefined;
 }
 
 /** A consent link, or FORBIDDEN / TENANT_FORBIDDEN when the caller may not mint it (`Query.consentLink`). */
 export async function mintConsentLink(ctx: GraphQLContext, links: ConsentLinks, request: ConsentLinkRequest): Promise<ConsentLink> {
   const { tenantId, permitted, record } = await check(ctx, links, request);
   if (!permitted) throw refusal(tenantId, record);
-  return create(ctx, links, request.flow, tenantId, request.redirectUri ?? undefined);
+  return create(ctx, links, request, tenantId, record);
 }
 
 /**
@@ -37,8 +43,8 @@ export async function consentLinkIfPermitted(
   links: ConsentLinks,
   request: ConsentLinkRequest,
 ): Promise<ConsentLink | null> {
-  const { tenantId, permitted } = await check(ctx, links, request);
-  return permitted ? create(ctx, links, request.flow, tenantId, request.redirectUri ?? undefined) : null;
+  const { tenantId, permitted, record } = await check(ctx, links, request);
+  return permitted ? create(ctx, links, request, tenantId, record) : null;
 }
 
 /** Arguments (BAD_USER_INPUT before anything else), then the caller's permission. */
@@ -54,6 +60,9 @@ async function check(
     } catch (error) {
       return toPublicError(error);
     }
+  }
+  if (request.backend !== undefined && request.backend !== null && request.flow === ConsentFlowKind.LEGACY_V1) {
+    throw badInput("LEGACY_V1 links name no resource (v1 consent covers every permission the app requires): leave backend out", "backend");
   }
   const redirectUri = request.redirectUri ?? undefined;
   if (redirectUri !== undefined) {
@@ -79,17 +88,24 @@ function refusal(tenantId: string | undefined, record: TenantRecord | undefined)
 async function create(
   ctx: GraphQLContext,
   links: ConsentLinks,
-  flow: ConsentFlowKind,
+  request: ConsentLinkRequest,
   tenantId: string | undefined,
-  redirectUri: string | undefined,
+  record: TenantRecord | undefined,
 ): Promise<ConsentLink> {
+  // The explicit argument, else the tenant's own backend, else (unregistered or no override) the default.
+  const backend = request.backend ? (request.backend === IncidentsBackendKind.GRAPH ? "graph" : "defender") : (record?.backend ?? undefined);
   const link = await links.create({
-    flow: flow === ConsentFlowKind.LEGACY_V1 ? "LEGACY_V1" : "ADMIN_CONSENT",
+    flow: request.flow === ConsentFlowKind.LEGACY_V1 ? "LEGACY_V1" : "ADMIN_CONSENT",
     tenantId,
-    redirectUri,
+    redirectUri: request.redirectUri ?? undefined,
+    backend,
     minter: { kind: ctx.caller.kind, id: ctx.caller.id, name: ctx.caller.name },
   });
   const result = new ConsentLink();
-  Object.assign(result, { ...link, flow: link.flow === "LEGACY_V1" ? ConsentFlowKind.LEGACY_V1 : ConsentFlowKind.ADMIN_CONSENT });
+  Object.assign(result, {
+    ...link,
+    flow: link.flow === "LEGACY_V1" ? ConsentFlowKind.LEGACY_V1 : ConsentFlowKind.ADMIN_CONSENT,
+    backend: link.backend === null ? null : link.backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
+  });
   return result;
 }

@@ -2,6 +2,7 @@ import "reflect-metadata";
 import { Arg, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
 import type { ConsentLinks } from "../auth/consent.js";
 import { ConsentFlowKind, ConsentLink } from "../schema/consent.type.js";
+import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { TenantError } from "../schema/token.type.js";
 import { consentLinkIfPermitted, mintConsentLink } from "./consent-links.js";
 import type { GraphQLContext } from "./context.js";
@@ -15,15 +16,17 @@ export class ConsentResolver {
     description:
       "A link for a customer's Global Administrator to consent. With no tenantId, any tenant's admin may use it " +
       "(`organizations`). Needs ADMIN over the tenant, or over all tenants for a tenant not yet registered or no tenantId " +
-      "(FORBIDDEN otherwise). redirectUri: PUBLIC_URL's /consent/callback (the default) or one of CONSENT_REDIRECT_URIS.",
+      "(FORBIDDEN otherwise). redirectUri: PUBLIC_URL's /consent/callback (the default) or one of CONSENT_REDIRECT_URIS. " +
+      "backend: whose resource the link asks for; default the tenant's registered backend, else the server default.",
   })
   async consentLink(
     @Arg("tenantId", () => ID, { nullable: true }) tenantId: string | undefined,
     @Arg("redirectUri", () => String, { nullable: true }) redirectUri: string | undefined,
     @Arg("flow", () => ConsentFlowKind, { nullable: true, defaultValue: ConsentFlowKind.ADMIN_CONSENT }) flow: ConsentFlowKind,
+    @Arg("backend", () => IncidentsBackendKind, { nullable: true }) backend: IncidentsBackendKind | undefined,
     @Ctx() ctx: GraphQLContext,
   ): Promise<ConsentLink> {
-    return mintConsentLink(ctx, this.links, { flow, tenantId, redirectUri });
+    return mintConsentLink(ctx, this.links, { flow, tenantId, redirectUri, backend });
   }
 }
 

@@ -4,7 +4,8 @@ import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } fr
 import { readableScope } from "../auth/caller.js";
 import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
-import type { Incident as DomainIncident, IncidentPatch } from "../defender/incident.js";
+import type { Incident as DomainIncident, IncidentAlert as DomainAlert, IncidentPatch } from "../defender/incident.js";
+import { backendUpdateProblem, updateProblem } from "../defender/update-rules.js";
 import { badInput, ErrorCode, toPublicError } from "../errors.js";
 import { pageIncidents, parseIncidentQuery, QueryInputError, type ParsedIncidentQuery } from "../incidents/incident-query.js";
 import type { IncidentService, IncidentTarget } from "../incidents/incident-service.js";
@@ -13,6 +14,7 @@ import { summarizeIncidents } from "../incidents/summary.js";
 import { ConsentFlowKind } from "../schema/consent.type.js";
 import {
   Incident,
+  IncidentAlert,
   IncidentConnection,
   IncidentPageArgs,
   IncidentSummary,
@@ -23,7 +25,8 @@ import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
 import { TenantError, TenantErrorCode } from "../schema/token.type.js";
 import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
-import { audited, requirePermission, visibleTenant } from "./access.js";
+import { TenantForbiddenError } from "../loaders/loaders.js";
+import { audited, requirePermission, tenantForbiddenError, visibleTenant } from "./access.js";
 import { checkLength, checkLengths, MAX_FILTER_TAGS, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
 import { consentLinkIfPermitted } from "./consent-links.js";
@@ -102,13 +105,17 @@ export class IncidentsResolver {
     return audited(ctx, { action: "incident.update", tenantId: normalised, target: id, detail: { changed: Object.keys(patch) } }, async () => {
       const record = await visibleTenant(ctx, normalised);
       requirePermission(ctx, record, "update");
+      // What the tenant's backend can write: known once the tenant is, still before any token or upstream call.
+      const refusal = backendUpdateProblem(this.target(record).backend, patch);
+      if (refusal) throw badInput(refusal.message, refusal.field, refusal.hint);
       return this.update(record, id, patch, ctx);
     });
   }
 
   private async update(record: TenantRecord, id: string, patch: IncidentPatch, ctx: GraphQLContext): Promise<Incident> {
     const target = this.target(record);
-    const diagnosis = await ctx.loaders.diagnosis.load(`${record.id}|${target.backend}`);
+    // Refused here only when the token's roles say so; a token whose claims cannot be read goes to the API.
+    const diagnosis = await ctx.loaders.rolesOnly.load(`${record.id}|${target.backend}`);
     if ("claims" in diagnosis && diagnosis.claims && !diagnosis.canUpdate) {
       throw new GraphQLError(
         `the app may not update incidents in tenant ${record.id}: its token lacks ${diagnosis.missingRoles?.update.join(" or ")}`,
@@ -126,6 +133,28 @@ export class IncidentsResolver {
       return toIncidentType(await this.deps.service.updateIncident(target, id, patch, ctx.operation));
     } catch (error) {
       throw this.tenantFailure(record.id, error, ctx);
+    }
+  }
+
+  /**
+   * `Incident.alerts`: as the incident carries them (Defender, or Graph ones already read), else read
+   * through the request's alerts loader — batched per tenant, no call for alerts cached with this version
+   * of the incident. A failure nulls this incident's alerts alone, with its tenant's public code.
+   */
+  @FieldResolver(() => [IncidentAlert], { nullable: true })
+  async alerts(@Root() incident: Incident, @Ctx() ctx: GraphQLContext): Promise<IncidentAlert[] | null> {
+    if (incident.alerts !== null && incident.alerts !== undefined) return incident.alerts;
+    try {
+      const alerts = await ctx.loaders.alerts.load({
+        tenantId: incident.tenantId,
+        backend: incident.backend === IncidentsBackendKind.GRAPH ? "graph" : "defender",
+        incidentId: incident.incidentId,
+        lastUpdateTime: incident.lastUpdateTime,
+      });
+      return alerts.map(toAlertType);
+    } catch (error) {
+      if (error instanceof TenantForbiddenError) throw tenantForbiddenError(error.tenantId);
+      throw this.tenantFailure(incident.tenantId, error, ctx);
     }
   }
 
@@ -154,7 +183,7 @@ export class IncidentsResolver {
         ...(await Promise.all(loaded.map((l) => this.outcome(l.outcome)))),
         ...(await Promise.all(
           refused.map((tenantId) =>
-            this.outcome({ tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, error: tenantForbidden(tenantId) }),
+            this.outcome({ tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, complete: false, error: tenantForbidden(tenantId) }),
           ),
         )),
       ],
@@ -227,6 +256,7 @@ export class IncidentsResolver {
       fromCache: outcome.fromCache,
       fetchedAt: outcome.fetchedAt,
       durationMs: Math.round(outcome.durationMs),
+      complete: outcome.complete,
       error: outcome.error ? await this.publicTenantError(outcome.tenantId, outcome.error) : null,
     };
   }
@@ -393,6 +423,8 @@ function toPatch(input: UpdateIncidentInput): IncidentPatch {
     patch.comment = input.comment;
   }
   if (Object.keys(patch).length === 0) throw badInput("give at least one field to change", "input");
+  const refusal = updateProblem(patch);
+  if (refusal) throw badInput(refusal.message, refusal.field, refusal.hint);
   return patch;
 }
 
@@ -403,13 +435,18 @@ export function toIncidentType(incident: DomainIncident): Incident {
     ...incident,
     incidentName: incident.name,
     backend: incident.backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
-    alerts: incident.alerts.map((alert) => ({
-      ...alert,
-      entities: alert.entities.map((entity) => ({
-        ...entity,
-        properties: Object.entries(entity.properties).map(([name, value]) => ({ name, value })),
-      })),
-    })),
+    // null: not loaded (Graph lists), read by the `alerts` field resolver when a query selects them.
+    alerts: incident.alerts === null ? null : incident.alerts.map(toAlertType),
   });
   return out;
+}
+
+function toAlertType(alert: DomainAlert): IncidentAlert {
+  return {
+    ...alert,
+    entities: alert.entities.map((entity) => ({
+      ...entity,
+      properties: Object.entries(entity.properties).map(([name, value]) => ({ name, value })),
+    })),
+  };
 }

@@ -7,7 +7,7 @@ import { tenantForbidden } from "../incidents/outcome.js";
 import { isForbidden, type DiagnosisResult } from "../loaders/loaders.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
-import { IncidentCapabilityKind, TenantError, TenantErrorCode, TokenDiagnostics } from "../schema/token.type.js";
+import { AccessVerdictKind, IncidentCapabilityKind, TenantError, TenantErrorCode, TokenDiagnostics } from "../schema/token.type.js";
 import type { TenantStore } from "../store/tenant-store.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
 import type { GraphQLContext } from "./context.js";
@@ -16,6 +16,12 @@ export interface TokensResolverDeps {
   tenants: TenantStore;
   defaultBackend: IncidentsBackend;
 }
+
+const VERDICTS: Record<TokenDiagnosis["access"]["read"], AccessVerdictKind> = {
+  allowed: AccessVerdictKind.ALLOWED,
+  denied: AccessVerdictKind.DENIED,
+  unknown: AccessVerdictKind.UNKNOWN,
+};
 
 /** At most this many tenants per `tokenDiagnostics` call. */
 const MAX_TENANTS = 1000;
@@ -28,6 +34,7 @@ export class TokensResolver {
   @Query(() => [TokenDiagnostics], {
     description:
       "Acquires (or reuses) each tenant's token and explains it: tid, roles, audience, expiry, missing roles, or why it failed. " +
+      "A token that is not a readable JWT does not fail the tenant: claimsReadable is false and reading is judged by an incidents call. " +
       "The backend defaults to each tenant's own (registry override, else the server default). A tenant outside the " +
       "caller's scope (or, for a caller not reading every tenant, not registered) gets TENANT_FORBIDDEN and no token request.",
   })
@@ -70,6 +77,9 @@ export class TokensResolver {
       tenantId: d.tenantId,
       backend: d.backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
       ok: d.ok,
+      claimsReadable: d.claimsReadable,
+      readAccess: VERDICTS[d.access.read],
+      updateAccess: VERDICTS[d.access.update],
       tid: d.claims?.tid ?? null,
       audience: d.claims?.aud ?? null,
       issuer: d.claims?.iss ?? null,
@@ -117,6 +127,9 @@ function forbiddenDiagnostics(tenantId: string, backend: "defender" | "graph"): 
     tenantId,
     backend: backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
     ok: false,
+    claimsReadable: true,
+    readAccess: AccessVerdictKind.UNKNOWN,
+    updateAccess: AccessVerdictKind.UNKNOWN,
     tid: null,
     audience: null,
     issuer: null,

@@ -44,7 +44,7 @@ export interface FaultSpec {
   times?: number;
   /** `server-error`: the status (500, 502, 503 or 504; default 503). */
   status?: number;
-  /** `throttle`: the Retry-After seconds (default 5). */
+  /** `throttle`: the Retry-After seconds (default 5). `server-error`: a Retry-After to send (default none). */
   retryAfterSeconds?: number;
   /** `slow-body`: how long the body takes to arrive, in ms (default 5000). */
   durationMs?: number;
@@ -59,7 +59,19 @@ export interface RateLimitOptions {
   "defender.patch": RateRule[];
   /** Graph publishes no incident-specific number; 150/min per app per tenant is its security-API budget. */
   graph: RateRule[];
+  /**
+   * The Defender incidents API as a whole: list, get and update together, besides each one's own quota
+   * (api-incident: 50/min and 1,500/h per app per tenant). Not an endpoint's bucket: `SHARED_QUOTA_OF`.
+   */
+  "defender.api": RateRule[];
 }
+
+/** The quota each endpoint bucket shares with others, taken together with its own (all or none). */
+export const SHARED_QUOTA_OF: Partial<Record<keyof RateLimitOptions, keyof RateLimitOptions>> = {
+  "defender.list": "defender.api",
+  "defender.get": "defender.api",
+  "defender.patch": "defender.api",
+};
 
 export interface SandboxAppRegistration {
   clientId: string;
@@ -74,6 +86,9 @@ export interface SandboxAppRegistration {
   /** Application permissions the app requires, granted by an admin who consents. */
   requiredRoles: { defender: string[]; graph: string[] };
 }
+
+/** See `SandboxOptions.defenderDeterminationRule`. */
+export type DefenderDeterminationRule = "truePositiveOnly" | "byClassification";
 
 export interface SandboxOptions {
   /** Seed for every generated tenant, incident and latency draw. Default 42. */
@@ -90,10 +105,23 @@ export interface SandboxOptions {
   app?: Partial<SandboxAppRegistration>;
   /** Access-token format: v1 (`iss` sts.windows.net, `appid`) is what Defender tokens look like. Default 1. */
   accessTokenVersion?: 1 | 2;
+  /**
+   * Issue opaque access tokens (random strings, not JWTs) — for every tenant (`true`) or the tenants listed
+   * (ids) — as Microsoft warns its services' tokens may be. The sandbox's APIs still accept them: it maps
+   * each to its claims internally. Also per tenant at run time: `PUT /_sandbox/tenants/{id}/token-format`.
+   * Default false.
+   */
+  opaqueTokens?: boolean | string[];
   /** `expires_in` of issued tokens, seconds. Default 3599. */
   tokenLifetimeSeconds?: number;
   /** Error for a tenant without the app's service principal: 700016 (default) or 7000229. */
   notConsentedError?: 700016 | 7000229;
+  /**
+   * Which resources an admin consent must find in the tenant (else AADSTS650052, nothing granted): `scopes`
+   * (default) those a v2 link names, every required one for v1 and `/adminconsent`; `required` every
+   * required one for all flows. Which one Entra applies to a v2 `.default` link is unconfirmed.
+   */
+  consentResourceCheck?: "scopes" | "required";
   /** Upstream latency for Entra and incident calls (not control calls). Default none. */
   latency?: LatencySpec;
   rateLimits?: Partial<RateLimitOptions>;
@@ -105,18 +133,54 @@ export interface SandboxOptions {
   graphDefaultTop?: number;
   /** Graph list: largest `$skip` accepted (unconfirmed for incidents; default none). */
   graphMaxSkip?: number;
+  /**
+   * Both lists: the largest `$top + $skip` that still returns a page. Graph documents 6,000 for security
+   * alerts and deep `$skip` on its security APIs is reported to stop returning pages (Elastic integrations
+   * #20234/#20348); for incidents, and for the Defender API, the number is unconfirmed. Default 6,000; null: none.
+   */
+  skipCeiling?: number | null;
+  /**
+   * What a list past `skipCeiling` answers: `400` (Graph's error shape, or the Defender one), or `empty`
+   * (200 with no items and no next link: the reports say pages "stop"). Unconfirmed which; default `400`.
+   */
+  skipCeilingAnswer?: "400" | "empty";
+  /** Graph list: `$orderby` is applied (`honour`, default) or parsed and ignored (`ignore`). Unconfirmed upstream. */
+  graphOrderBy?: "honour" | "ignore";
+  /**
+   * Defender list: `$orderby` (on `lastUpdateTime`, `createdTime`) is applied (`honour`, default), parsed and
+   * ignored (`ignore`: newest first by createdTime as always), or refused with 400 (`reject`). The API does
+   * not list `$orderby` as supported (reference 1.3); its behaviour is unconfirmed.
+   */
+  defenderOrderBy?: "honour" | "ignore" | "reject";
+  /**
+   * Graph list: above this many incidents in a tenant, `$expand=alerts` on the LIST answers 500
+   * InternalServerError, as reported of large tenants (~45k users, elastic/integrations#18144; the real
+   * threshold is unknown, and the report blames incidents with many alerts). A single incident's
+   * `$expand=alerts` keeps working (assumed). Default 1,000; null: never fails. Per tenant:
+   * `setGraphExpandFailsAbove` (control API `PUT /_sandbox/tenants/{tenant}/graph-expand`).
+   */
+  graphExpandFailsAbove?: number | null;
   /** Entities: `sparse` omits null fields (real 2023+ responses), `full` lists every field (docs). */
   entitySerialization?: "sparse" | "full";
+  /**
+   * Defender PATCH: which reading of the update page's determination rule to enforce (reference 1.8,
+   * "Unconfirmed items" 4). `truePositiveOnly` (default, the documented sentence): a determination only
+   * together with `classification: TruePositive`, one of TruePositive's determinations. `byClassification`
+   * (the page's per-classification lists): the determination must belong to the classification sent, or
+   * else to the incident's current one.
+   */
+  defenderDeterminationRule?: DefenderDeterminationRule;
   /** Background activity: every `intervalMs`, create and update a few incidents. Default off. */
   activity?: { intervalMs: number; changesPerTick?: number };
 }
 
 /** Options after defaults; what every sandbox module reads. */
 export type ResolvedSandboxOptions = Required<
-  Omit<SandboxOptions, "app" | "latency" | "rateLimits" | "incidentsPerTenant" | "graphMaxSkip" | "activity">
+  Omit<SandboxOptions, "app" | "latency" | "rateLimits" | "incidentsPerTenant" | "graphMaxSkip" | "skipCeiling" | "activity">
 > & {
   incidentsPerTenant: number | undefined;
   graphMaxSkip: number | undefined;
+  skipCeiling: number | null;
   latency: LatencySpec | undefined;
   rateLimits: RateLimitOptions;
   activity: { intervalMs: number; changesPerTick: number } | undefined;
@@ -136,7 +200,19 @@ export const DEFAULT_RATE_LIMITS: RateLimitOptions = {
     { limit: 1500, windowSeconds: 3600 },
   ],
   graph: [{ limit: 150, windowSeconds: 60 }],
+  "defender.api": [
+    { limit: 50, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
 };
+
+/** See `SandboxOptions.graphExpandFailsAbove`. */
+export const DEFAULT_GRAPH_EXPAND_FAILS_ABOVE = 1000;
+
+function checkExpandThreshold(value: number | null): number | null {
+  if (value !== null && (!Number.isInteger(value) || value < 0)) throw new RangeError(`graphExpandFailsAbove must be a non-negative integer or null, got ${value}`);
+  return value;
+}
 
 /** The fixed client id of the sandbox's partner app, so links and logs are recognisable across runs. */
 export const SANDBOX_CLIENT_ID = "5c1e7d2a-9b3f-4c6e-8a1d-0f2b4c6d8e10";
@@ -180,11 +256,19 @@ export class SandboxContext {
   private total = 0;
   private throttled = 0;
   private readonly faults = new Map<string, FaultSpec[]>();
+  /** Per-tenant `graphExpandFailsAbove` overrides (null: never fails). */
+  private readonly expandThresholds = new Map<string, number | null>();
   latency: LatencySpec | undefined;
   private latencyRandom: Random;
   readonly limiter = new SlidingWindowLimiter();
   /** Sockets held open by `hang` faults, destroyed on close. */
   readonly hungReplies = new Set<FastifyReply>();
+  /** Called after every change kept across restarts (consent, added tenants, clock, incidents): the state file. */
+  onStateChange: () => void = () => {};
+  /** Tenants whose consent changed since the seed (the state file keeps theirs). */
+  readonly consentChangedIds = new Set<string>();
+  /** Tenants created through the control API, in order (the state file keeps them whole). */
+  readonly addedTenants: SandboxTenant[] = [];
 
   constructor(options: SandboxOptions = {}) {
     const seed = options.seed ?? 42;
@@ -203,15 +287,23 @@ export class SandboxContext {
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 0,
       accessTokenVersion: options.accessTokenVersion ?? 1,
+      opaqueTokens: options.opaqueTokens ?? false,
       tokenLifetimeSeconds: options.tokenLifetimeSeconds ?? 3599,
       notConsentedError: options.notConsentedError ?? 700016,
+      consentResourceCheck: options.consentResourceCheck ?? "scopes",
       latency: options.latency,
       rateLimits: { ...DEFAULT_RATE_LIMITS, ...options.rateLimits },
       defenderDefaultTop: options.defenderDefaultTop ?? 100,
       defenderNextLink: options.defenderNextLink ?? false,
       graphDefaultTop: options.graphDefaultTop ?? 50,
       graphMaxSkip: options.graphMaxSkip,
+      skipCeiling: options.skipCeiling === undefined ? 6_000 : options.skipCeiling,
+      skipCeilingAnswer: options.skipCeilingAnswer ?? "400",
+      graphOrderBy: options.graphOrderBy ?? "honour",
+      defenderOrderBy: options.defenderOrderBy ?? "honour",
+      graphExpandFailsAbove: checkExpandThreshold(options.graphExpandFailsAbove === undefined ? DEFAULT_GRAPH_EXPAND_FAILS_ABOVE : options.graphExpandFailsAbove),
       entitySerialization: options.entitySerialization ?? "sparse",
+      defenderDeterminationRule: options.defenderDeterminationRule ?? "truePositiveOnly",
       activity: options.activity
         ? { intervalMs: options.activity.intervalMs, changesPerTick: options.activity.changesPerTick ?? 3 }
         : undefined,
@@ -253,6 +345,47 @@ export class SandboxContext {
 
   advanceClock(ms: number): void {
     this.clockOffsetMs += ms;
+    this.onStateChange();
+  }
+
+  /** How far the clock was advanced, ms (kept across restarts). */
+  get clockOffset(): number {
+    return this.clockOffsetMs;
+  }
+
+  /** Call after changing `tenant.consent`: the change is kept across restarts. */
+  noteConsentChanged(tenant: SandboxTenant): void {
+    this.consentChangedIds.add(tenant.id);
+    this.onStateChange();
+  }
+
+  /** Adds a tenant created at run time (`newSandboxTenant`); its id and domain must be new. */
+  addTenant(tenant: SandboxTenant): void {
+    if (this.tenantsById.has(tenant.id) || this.tenantsByDomain.has(tenant.domain)) {
+      throw new Error(`a sandbox tenant with id ${tenant.id} or domain ${tenant.domain} exists`);
+    }
+    this.tenants.push(tenant);
+    this.addedTenants.push(tenant);
+    this.tenantsById.set(tenant.id, tenant);
+    this.tenantsByDomain.set(tenant.domain, tenant);
+    this.onStateChange();
+  }
+
+  /**
+   * Applies a saved state over the seed, at start (before any call): the clock offset, the added tenants,
+   * then the consents (of seeded and added tenants alike; ids the seed no longer has are ignored).
+   */
+  restoreState(state: { clockOffsetMs: number; addedTenants: SandboxTenant[]; consents: Record<string, SandboxTenant["consent"]> }): void {
+    this.clockOffsetMs = state.clockOffsetMs;
+    for (const tenant of state.addedTenants) {
+      if (!this.tenantsById.has(tenant.id) && !this.tenantsByDomain.has(tenant.domain)) this.addTenant(tenant);
+    }
+    for (const [id, consent] of Object.entries(state.consents)) {
+      const tenant = this.tenantsById.get(id);
+      if (!tenant) continue;
+      tenant.consent = consent;
+      this.consentChangedIds.add(id);
+    }
   }
 
   /** Finds a tenant by GUID (any case) or by initial domain. */
@@ -295,6 +428,18 @@ export class SandboxContext {
     this.total = 0;
     this.throttled = 0;
     if (rateLimits) this.limiter.reset();
+  }
+
+  /** Above how many incidents the tenant's Graph list fails with `$expand=alerts`; null: never. */
+  graphExpandFailsAbove(tenantId: string): number | null {
+    const own = this.expandThresholds.get(tenantId.toLowerCase());
+    return own === undefined ? this.options.graphExpandFailsAbove : own;
+  }
+
+  /** Sets a tenant's threshold (null: never fails); undefined returns it to the sandbox's option. */
+  setGraphExpandFailsAbove(tenantId: string, threshold: number | null | undefined): void {
+    if (threshold === undefined) this.expandThresholds.delete(tenantId.toLowerCase());
+    else this.expandThresholds.set(tenantId.toLowerCase(), checkExpandThreshold(threshold));
   }
 
   setFault(tenantKey: string, fault: FaultSpec): void {
@@ -376,6 +521,8 @@ export class SandboxContext {
         }
         case "server-error": {
           const status = fault.status ?? 503;
+          // Graph documents Retry-After on 503 as on 429; given only when the fault asks for it.
+          if (fault.retryAfterSeconds !== undefined) void reply.header("retry-after", String(fault.retryAfterSeconds));
           await reply
             .code(status)
             .send(
@@ -405,9 +552,9 @@ export class SandboxContext {
       }
     }
     if (call.rate) {
-      const decision = this.limiter.take(
-        `${call.rate.appId}|${call.tenantKey}|${call.rate.bucket}`,
-        this.options.rateLimits[call.rate.bucket],
+      const quotas = [call.rate.bucket, SHARED_QUOTA_OF[call.rate.bucket]].filter((q): q is keyof RateLimitOptions => q !== undefined);
+      const decision = this.limiter.takeAll(
+        quotas.map((quota) => ({ key: `${call.rate!.appId}|${call.tenantKey}|${quota}`, rules: this.options.rateLimits[quota] })),
         this.now(),
       );
       if (!decision.ok) {

@@ -3,8 +3,8 @@ import { z } from "zod";
 import { describeCertificate } from "./certs.js";
 import { ENDPOINTS, FAULT_KINDS, type EndpointSelector } from "./context.js";
 import type { SandboxServices } from "./services.js";
-import type { SandboxTenant } from "./tenants.js";
-import { issueCallerToken, SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID } from "./tokens.js";
+import { ADDED_TENANT_FIRST_INDEX, newSandboxTenant, type SandboxTenant } from "./tenants.js";
+import { issueCallerToken, SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID, setOpaqueTokens, usesOpaqueTokens } from "./tokens.js";
 
 const endpointSelector = z.enum([...ENDPOINTS, "incidents", "defender", "graph", "all"] as [
   EndpointSelector,
@@ -27,10 +27,32 @@ const latencyBody = z.union([
   z.object({ medianMs: z.number().min(0).max(120_000), p95Ms: z.number().min(0).max(600_000) }).strict(),
 ]);
 
+const pagingBody = z
+  .object({
+    skipCeiling: z.number().int().min(1).max(10_000_000).nullable().optional(),
+    skipCeilingAnswer: z.enum(["400", "empty"]).optional(),
+    graphOrderBy: z.enum(["honour", "ignore"]).optional(),
+    defenderOrderBy: z.enum(["honour", "ignore", "reject"]).optional(),
+  })
+  .strict();
+
 const grantBody = z
   .object({
     defender: z.array(z.string()).optional(),
     graph: z.array(z.string()).optional(),
+  })
+  .strict();
+
+/** Most tenants `POST /_sandbox/tenants` adds to one sandbox (they are kept in its state file). */
+const MAX_ADDED_TENANTS = 100;
+
+const newTenantBody = z
+  .object({
+    displayName: z.string().trim().min(1).max(256),
+    /** The initial domain's first label (`<domain>.onmicrosoft.com`); derived from the name when absent. */
+    domain: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/).optional(),
+    tags: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/)).max(32).optional(),
+    incidents: z.number().int().min(0).max(1000).optional(),
   })
   .strict();
 
@@ -82,6 +104,31 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
       }));
 
       scope.get("/tenants", async () => ({ value: ctx.tenants.map(describeTenant) }));
+      // A customer directory of one's own, not consented yet: onboard it (registerTenant, consentLink) by hand.
+      scope.post("/tenants", async (request, reply) => {
+        const parsed = newTenantBody.safeParse(request.body ?? {});
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        if (ctx.addedTenants.length >= MAX_ADDED_TENANTS) {
+          return reply.code(409).send({ error: { code: "Conflict", message: `at most ${MAX_ADDED_TENANTS} tenants can be added to a sandbox` } });
+        }
+        const { displayName, domain, tags, incidents: incidentCount } = parsed.data;
+        if (domain !== undefined && ctx.findTenant(`${domain}.onmicrosoft.com`)) {
+          return reply.code(409).send({ error: { code: "Conflict", message: `the domain ${domain}.onmicrosoft.com is taken` } });
+        }
+        const tenant = newSandboxTenant(
+          {
+            displayName: displayName.trim(),
+            ...(domain !== undefined ? { domain } : {}),
+            ...(tags !== undefined ? { tags } : {}),
+            ...(incidentCount !== undefined ? { incidents: incidentCount } : {}),
+            index: ADDED_TENANT_FIRST_INDEX + ctx.addedTenants.length,
+            now: ctx.now(),
+          },
+          (candidate) => ctx.findTenant(candidate) !== undefined,
+        );
+        ctx.addTenant(tenant);
+        return reply.code(201).send(describeTenant(tenant));
+      });
 
       // A signed-in analyst's token for the Crosswatch API (what a frontend would send), with overrides.
       scope.post("/caller-tokens", async (request, reply) => {
@@ -113,6 +160,25 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
           .safeParse(request.body ?? undefined);
         ctx.resetCounters(body.success ? (body.data?.rateLimits ?? false) : false);
         return ctx.counterSnapshot();
+      });
+
+      // How the lists page (unconfirmed upstream behaviours, see SandboxOptions): skip ceiling and $orderby.
+      const pagingView = () => ({
+        skipCeiling: ctx.options.skipCeiling,
+        skipCeilingAnswer: ctx.options.skipCeilingAnswer,
+        graphOrderBy: ctx.options.graphOrderBy,
+        defenderOrderBy: ctx.options.defenderOrderBy,
+      });
+      scope.get("/paging", async () => pagingView());
+      scope.put("/paging", async (request, reply) => {
+        const parsed = pagingBody.safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        const body = parsed.data;
+        if (body.skipCeiling !== undefined) ctx.options.skipCeiling = body.skipCeiling;
+        if (body.skipCeilingAnswer !== undefined) ctx.options.skipCeilingAnswer = body.skipCeilingAnswer;
+        if (body.graphOrderBy !== undefined) ctx.options.graphOrderBy = body.graphOrderBy;
+        if (body.defenderOrderBy !== undefined) ctx.options.defenderOrderBy = body.defenderOrderBy;
+        return pagingView();
       });
 
       scope.get("/latency", async () => ({ latency: ctx.latency ?? null }));
@@ -151,6 +217,7 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
         const tenant = ctx.findTenant(request.params.tenant);
         if (!tenant) return unknownTenant(reply, request.params.tenant);
         tenant.consent = { granted: false, roles: { defender: [], graph: [] } };
+        ctx.noteConsentChanged(tenant);
         return describeTenant(tenant);
       });
       scope.post<{ Params: { tenant: string } }>("/tenants/:tenant/grant-consent", async (request, reply) => {
@@ -166,7 +233,37 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
           },
           grantedAt: ctx.now(),
         };
+        ctx.noteConsentChanged(tenant);
         return describeTenant(tenant);
+      });
+
+      // Above how many incidents the tenant's Graph list fails with $expand=alerts (null: never).
+      scope.put<{ Params: { tenant: string } }>("/tenants/:tenant/graph-expand", async (request, reply) => {
+        const tenant = ctx.findTenant(request.params.tenant);
+        if (!tenant) return unknownTenant(reply, request.params.tenant);
+        const parsed = z
+          .object({ failsAbove: z.number().int().min(0).nullable() })
+          .strict()
+          .safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        ctx.setGraphExpandFailsAbove(tenant.id, parsed.data.failsAbove);
+        return { tenantId: tenant.id, failsAbove: ctx.graphExpandFailsAbove(tenant.id) };
+      });
+      scope.delete<{ Params: { tenant: string } }>("/tenants/:tenant/graph-expand", async (request, reply) => {
+        const tenant = ctx.findTenant(request.params.tenant);
+        if (!tenant) return unknownTenant(reply, request.params.tenant);
+        ctx.setGraphExpandFailsAbove(tenant.id, undefined);
+        return { tenantId: tenant.id, failsAbove: ctx.graphExpandFailsAbove(tenant.id) };
+      });
+
+      // Opaque access tokens for the tenant from now on (random strings, not JWTs), or JWTs again.
+      scope.put<{ Params: { tenant: string } }>("/tenants/:tenant/token-format", async (request, reply) => {
+        const tenant = ctx.findTenant(request.params.tenant);
+        if (!tenant) return unknownTenant(reply, request.params.tenant);
+        const parsed = z.object({ opaque: z.boolean() }).strict().safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        setOpaqueTokens(ctx, tenant.id, parsed.data.opaque);
+        return { tenantId: tenant.id, opaque: usesOpaqueTokens(ctx, tenant.id) };
       });
 
       scope.post("/activity", async (request, reply) => {

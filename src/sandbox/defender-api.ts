@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { EndpointName, RateLimitOptions } from "./context.js";
+import type { DefenderDeterminationRule, EndpointName, RateLimitOptions } from "./context.js";
 import { admitCaller, describeFrameworkError, rawQueryString, readJsonObject, useRawBodies, type Caller } from "./incident-http.js";
 import {
   acceptedDeterminationSpellings,
@@ -9,11 +9,24 @@ import {
   parseClassification,
   parseDetermination,
   parseStatus,
+  type Classification,
+  type Determination,
   type IncidentRecord,
 } from "./incident-model.js";
 import { defenderIncident } from "./incident-serializers.js";
 import type { IncidentChanges } from "./incidents-store.js";
-import { evaluateFilter, ODataError, parseFilter, parseNonNegativeInteger, parseQueryOptions, type FilterSchema } from "./odata.js";
+import {
+  evaluateFilter,
+  ODataError,
+  parseFilter,
+  parseNonNegativeInteger,
+  parseOrderBy,
+  parseQueryOptions,
+  pastSkipCeiling,
+  sortByOrderBy,
+  type FilterSchema,
+  type OrderByClause,
+} from "./odata.js";
 import { RESOURCES } from "./resources.js";
 import type { SandboxServices } from "./services.js";
 
@@ -38,6 +51,9 @@ export const DEFENDER_FILTER_SCHEMA: FilterSchema = {
     assignedTo: { kind: "string" },
   },
 };
+
+/** What `$orderby` may name, when the knob lets it through (SandboxOptions.defenderOrderBy). */
+const DEFENDER_SORTABLE = ["lastUpdateTime", "createdTime"] as const;
 
 const PATCHABLE = ["status", "assignedTo", "classification", "determination", "tags", "comment"] as const;
 
@@ -126,8 +142,11 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
         let top: number;
         let skip: number;
         let filter: ((record: IncidentRecord) => boolean) | undefined;
+        let orderBy: OrderByClause[] | undefined;
         try {
-          options = parseQueryOptions(rawQueryString(request), ["$filter", "$top", "$skip"]);
+          // `$orderby` is not documented for this API (reference 1.3): refused, ignored or applied per the knob.
+          const orderByHandling = ctx.options.defenderOrderBy;
+          options = parseQueryOptions(rawQueryString(request), orderByHandling === "reject" ? ["$filter", "$top", "$skip"] : ["$filter", "$top", "$skip", "$orderby"]);
           top = options.has("$top") ? parseNonNegativeInteger("$top", options.get("$top")!) : ctx.options.defenderDefaultTop;
           if (top > DEFENDER_MAX_TOP) {
             return fail(reply, 400, "BadRequest", `The $top value ${top} exceeds the maximum page size of ${DEFENDER_MAX_TOP}; page with $skip.`);
@@ -137,22 +156,44 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
             const tree = parseFilter(options.get("$filter")!, DEFENDER_FILTER_SCHEMA);
             filter = (record) => evaluateFilter(tree, DEFENDER_FILTER_SCHEMA, (p) => defenderRead(record, p));
           }
+          if (options.has("$orderby")) {
+            const asked = parseOrderBy(options.get("$orderby")!, DEFENDER_SORTABLE, "Incident");
+            if (orderByHandling === "honour") orderBy = asked;
+          }
         } catch (error) {
           if (error instanceof ODataError) return fail(reply, 400, "ODataError", error.message);
           throw error;
         }
-        // Newest first by createdTime; ids increase with createdTime, so walking backwards is that order.
+        if (pastSkipCeiling(top, skip, ctx.options.skipCeiling)) {
+          // The same ceiling as Graph's (SandboxOptions.skipCeiling; unconfirmed for this API), same two answers.
+          if (ctx.options.skipCeilingAnswer === "empty") return ok(reply, { "@odata.context": METADATA, value: [] });
+          return fail(reply, 400, "BadRequest", `The sum of $top and $skip (${top + skip}) exceeds the maximum of ${ctx.options.skipCeiling}.`);
+        }
         const all = incidents.forTenant(caller.tenant.id);
         const page: IncidentRecord[] = [];
-        let skipped = 0;
-        for (let i = all.length - 1; i >= 0 && page.length < top; i--) {
-          const record = all[i]!;
-          if (filter && !filter(record)) continue;
-          if (skipped < skip) {
-            skipped++;
-            continue;
+        if (orderBy) {
+          const matching = filter ? all.filter(filter) : [...all];
+          // Fixed-width timestamps compare as text.
+          const ordered = sortByOrderBy(
+            matching,
+            orderBy,
+            "incidentId",
+            (r, property) => (property === "lastUpdateTime" ? r.lastUpdateTime : property === "createdTime" ? r.createdTime : r.incidentId),
+            skip + top,
+          );
+          page.push(...ordered.slice(skip, skip + top));
+        } else {
+          // Newest first by createdTime; ids increase with createdTime, so walking backwards is that order.
+          let skipped = 0;
+          for (let i = all.length - 1; i >= 0 && page.length < top; i--) {
+            const record = all[i]!;
+            if (filter && !filter(record)) continue;
+            if (skipped < skip) {
+              skipped++;
+              continue;
+            }
+            page.push(record);
           }
-          page.push(record);
         }
         const body: Record<string, unknown> = {
           "@odata.context": METADATA,
@@ -161,6 +202,7 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
         if (ctx.options.defenderNextLink && top > 0 && page.length === top) {
           const params: string[] = [];
           if (options.has("$filter")) params.push(`$filter=${encodeURIComponent(options.get("$filter")!)}`);
+          if (options.has("$orderby")) params.push(`$orderby=${encodeURIComponent(options.get("$orderby")!)}`);
           params.push(`$top=${top}`, `$skip=${skip + top}`);
           body["@odata.nextLink"] = `${ctx.baseUrl}/api/incidents?${params.join("&")}`;
         }
@@ -186,7 +228,10 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
         if (!body.ok) return fail(reply, body.reason === "content-type" ? 415 : 400, "InvalidRequestBody", body.message);
         const parsed = parsePatch(body.value);
         if ("error" in parsed) return fail(reply, 400, parsed.code, parsed.error);
-        if (!incidents.get(caller.tenant.id, id)) return fail(reply, 404, "ResourceNotFound", `Incident ${id} was not found.`);
+        const current = incidents.get(caller.tenant.id, id);
+        if (!current) return fail(reply, 404, "ResourceNotFound", `Incident ${id} was not found.`);
+        const refused = classificationRuleProblem(parsed, current.classification, ctx.options.defenderDeterminationRule);
+        if (refused) return fail(reply, 400, "InvalidInput", refused);
         const updated = incidents.update(caller.tenant.id, id, parsed, `API-App:${ctx.app.displayName}`)!;
         return ok(reply, entity(updated));
       });
@@ -197,7 +242,9 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
 
 /**
  * Validates a PATCH body (reference 1.10): only the six documented, case-sensitive names; `tags`
- * replaces the list; every classification/determination spelling of reference 1.8 is accepted.
+ * replaces the list; every classification/determination spelling of reference 1.8 is accepted (which ones
+ * the live service takes is unconfirmed), the pair then checked against the incident by
+ * `classificationRuleProblem`.
  */
 export function parsePatch(body: Record<string, unknown>): IncidentChanges | { error: string; code: "InvalidRequestBody" | "InvalidInput" } {
   const changes: IncidentChanges = {};
@@ -253,4 +300,59 @@ export function parsePatch(body: Record<string, unknown>): IncidentChanges | { e
     }
   }
   return changes;
+}
+
+type WritableClassification = Exclude<Classification, "Unknown">;
+
+/**
+ * The update page's write vocabulary (reference 1.8, corrected April 2024): the classifications a PATCH may
+ * set and each one's determinations, as stored (`CompromisedUser` is the page's `CompromisedAccount`,
+ * `ConfirmedUserActivity` its `ConfirmedActivity`, `InsufficientData` its `NoEnoughDataToValidate`).
+ */
+const WRITABLE_DETERMINATIONS: Record<WritableClassification, readonly Determination[]> = {
+  TruePositive: ["MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware", "Phishing", "UnwantedSoftware", "Other"],
+  InformationalExpectedActivity: ["SecurityTesting", "LineOfBusinessApplication", "ConfirmedUserActivity", "Other"],
+  FalsePositive: ["Clean", "InsufficientData", "Other"],
+};
+
+/** The update page's own spelling of a stored determination, for messages. */
+const WRITE_SPELLING: Partial<Record<Determination, string>> = {
+  CompromisedUser: "CompromisedAccount",
+  ConfirmedUserActivity: "ConfirmedActivity",
+  InsufficientData: "NoEnoughDataToValidate",
+};
+
+const spelled = (values: readonly Determination[]) => values.map((d) => WRITE_SPELLING[d] ?? d).join(", ");
+
+/**
+ * Why a PATCH's classification/determination pair is refused (reference 1.8, "Corrections"), or undefined.
+ * Writable classifications are TruePositive, InformationalExpectedActivity and FalsePositive. A
+ * determination: with `truePositiveOnly` (the documented sentence, default) only together with
+ * `classification: TruePositive` in the same body, and one of TruePositive's; with `byClassification` (the
+ * page's per-classification lists) one of the sent classification's, or else of the incident's current one.
+ * Which one the live service enforces is unconfirmed (reference, "Unconfirmed items" 4), and so are the
+ * error texts; the code is the documented 400 `InvalidInput`.
+ */
+export function classificationRuleProblem(changes: IncidentChanges, current: Classification, rule: DefenderDeterminationRule): string | undefined {
+  const writable = Object.keys(WRITABLE_DETERMINATIONS) as WritableClassification[];
+  if (changes.classification === "Unknown") {
+    return `'Unknown' is not a classification an update can set. Valid values: ${writable.join(", ")}.`;
+  }
+  const determination = changes.determination;
+  if (determination === undefined) return undefined;
+  let classification: Classification;
+  if (rule === "truePositiveOnly") {
+    if (changes.classification !== "TruePositive") {
+      return "Property 'determination' can be set only together with classification 'TruePositive'.";
+    }
+    classification = "TruePositive";
+  } else {
+    classification = changes.classification ?? current;
+    if (classification === "Unknown") return "Property 'determination' needs a classification: set one in the same request.";
+  }
+  const allowed = WRITABLE_DETERMINATIONS[classification];
+  if (!allowed.includes(determination)) {
+    return `'${WRITE_SPELLING[determination] ?? determination}' is not a determination of classification '${classification}'. Valid values: ${spelled(allowed)}.`;
+  }
+  return undefined;
 }

@@ -57,6 +57,7 @@ export function grantConsent(ctx: SandboxContext, tenant: SandboxTenant): void {
     roles[key] = tenant.resources[key] ? [...ctx.app.requiredRoles[key]] : [];
   }
   tenant.consent = { granted: true, roles, grantedAt: ctx.now() };
+  ctx.noteConsentChanged(tenant);
 }
 
 function stringParams(source: unknown): Record<string, string> {
@@ -107,6 +108,34 @@ function validateFlow(ctx: SandboxContext, segment: string, resolved: TenantSegm
     }
   }
   return undefined;
+}
+
+/**
+ * The resources an admin consent asks for. A v2 link names them in `scope`; the v1 authorize link and the
+ * tenant-wide `/adminconsent` name none and cover every resource the app requires. With the
+ * `consentResourceCheck` option `"required"`, a v2 link covers every required resource too (`.default` "behaves
+ * like the v1 endpoint", reference 5.3): whether Entra then still refuses a link that names Graph alone is
+ * unconfirmed, so both are emulated; the default follows the reported behaviour (the named scopes decide).
+ */
+function askedResources(ctx: SandboxContext, p: FlowParams): ResourceKey[] {
+  const required = (Object.keys(RESOURCES) as ResourceKey[]).filter((key) => ctx.app.requiredRoles[key].length > 0);
+  if (p.flow !== "v2" || ctx.options.consentResourceCheck === "required") return required;
+  const named = new Set<ResourceKey>();
+  for (const scope of p.scope.split(/\s+/).filter(Boolean)) {
+    const resource = findResource(scope.includes("/") ? scope.slice(0, scope.lastIndexOf("/")) : scope);
+    if (resource) named.add(resource.key);
+  }
+  return required.filter((key) => named.has(key));
+}
+
+/**
+ * AADSTS650052 when the consent asks for a resource whose service principal the tenant lacks (a Graph-only
+ * tenant and Microsoft Threat Protection): Entra refuses the whole request, granting nothing.
+ */
+function unprovisioned(ctx: SandboxContext, tenant: SandboxTenant, p: FlowParams): AadError | undefined {
+  const missing = askedResources(ctx, p).find((key) => !tenant.resources[key]);
+  if (!missing) return undefined;
+  return AADSTS.serviceNotProvisioned(RESOURCES[missing].appId, RESOURCES[missing].displayName, tenant.id);
 }
 
 /** Appends the result parameters to the redirect URI, keeping any query it already has. */
@@ -166,6 +195,19 @@ function resultParams(p: FlowParams, accepted: boolean, tenant: SandboxTenant, i
   }
 }
 
+/**
+ * The parameters of an error Entra sends back to the redirect URI instead of showing its own page (650052).
+ * The shape follows the captured redirect (`error`, `error_description`); v2 adds `admin_consent=True` as on
+ * its documented errors (reference 5.3) and every flow returns the state. Both details are unconfirmed for 650052.
+ */
+function errorParams(p: FlowParams, error: AadError, ids: RequestIds, nowMs: number): [string, string][] {
+  const out: [string, string][] = [];
+  if (p.flow === "v2") out.push(["admin_consent", "True"]);
+  out.push(["error", error.error], ["error_description", `AADSTS${error.code}: ${error.message}${traceSuffix(ids, nowMs)}`]);
+  if (p.state) out.push(["state", p.state]);
+  return out;
+}
+
 /** Registers the consent links (v1 authorize, v2 and tenant-wide adminconsent) and the decision endpoint. */
 export function registerConsentRoutes(scope: FastifyInstance, services: SandboxServices): void {
   const { ctx } = services;
@@ -187,6 +229,14 @@ export function registerConsentRoutes(scope: FastifyInstance, services: SandboxS
     return gate.proceed;
   };
 
+  /** Sends the admin back with a refusal, or shows Entra's error page when there is nowhere to send them. */
+  const refuse = (reply: FastifyReply, p: FlowParams, error: AadError, ids: RequestIds) => {
+    const redirectUri = p.redirectUri || ctx.app.redirectUris[0];
+    if (!redirectUri) return sendError(reply, error, ids);
+    reply.headers({ "cache-control": "no-store, no-cache", pragma: "no-cache" });
+    return reply.redirect(withParams(redirectUri, errorParams(p, error, ids, ctx.now())), 302);
+  };
+
   const showPage = (flow: ConsentFlow) => async (request: FastifyRequest<{ Params: { tenant: string } }>, reply: FastifyReply) => {
     const ids = requestIds(request);
     const segment = request.params.tenant;
@@ -195,6 +245,9 @@ export function registerConsentRoutes(scope: FastifyInstance, services: SandboxS
     const p = flowParams(flow, stringParams(request.query));
     const error = validateFlow(ctx, segment, resolved, p);
     if (error) return sendError(reply, error, ids);
+    // A link naming the tenant: Entra checks the resources before it prompts (a multi-tenant link, once the tenant is picked).
+    const notProvisioned = resolved.kind === "tenant" ? unprovisioned(ctx, resolved.tenant, p) : undefined;
+    if (notProvisioned) return refuse(reply, p, notProvisioned, ids);
     const returnTo = p.redirectUri || ctx.app.redirectUris[0];
     const tenants = ctx.tenants;
     const html = renderConsentPage({
@@ -240,6 +293,8 @@ export function registerConsentRoutes(scope: FastifyInstance, services: SandboxS
     if (!target) return sendError(reply, AADSTS.tenantNotFound(form.tenant ?? "", "invalid_tenant"), ids);
     const decision = form.decision;
     if (decision !== "accept" && decision !== "decline") return sendError(reply, AADSTS.missingParameter("decision"), ids);
+    const notProvisioned = unprovisioned(ctx, target, p);
+    if (notProvisioned) return refuse(reply, p, notProvisioned, ids);
 
     const accepted = decision === "accept";
     if (accepted) grantConsent(ctx, target);

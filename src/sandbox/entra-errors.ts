@@ -283,6 +283,19 @@ export const AADSTS = {
       message: "Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration.",
     };
   },
+  /**
+   * Admin consent naming a resource whose service principal the tenant lacks (a Graph-only tenant asked for
+   * Microsoft Threat Protection). Wording and `error=invalid_client` from a captured redirect (PostHog PR
+   * 43486, reference "Corrections"); Microsoft documents neither, so both are [obs], not [doc].
+   */
+  serviceNotProvisioned(resourceAppId: string, resourceName: string, tenantId: string): AadError {
+    return {
+      status: 400,
+      error: "invalid_client",
+      code: 650052,
+      message: `The app is trying to access a service '${resourceAppId}'(${resourceName}) that your organization '${tenantId}' lacks a service principal for. Contact your IT Admin to review the configuration of your service subscriptions or consent to the application in order to create the required service principal.`,
+    };
+  },
   /** `/common/v2.0/adminconsent`: the v2 endpoint needs a tenant or `organizations` (reference 5.3). */
   commonNotAllowedForAdminConsent(): AadError {
     return {

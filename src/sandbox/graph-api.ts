@@ -3,14 +3,18 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { EndpointName } from "./context.js";
 import { admitCaller, describeFrameworkError, rawQueryString, readJsonObject, useRawBodies, type Caller } from "./incident-http.js";
 import {
+  GRAPH_CLASSIFICATIONS,
+  GRAPH_DETERMINATIONS,
+  GRAPH_INCIDENT_STATUSES,
+  GRAPH_SEVERITIES,
   graphClassification,
   graphDetermination,
   graphSeverity,
   graphStatus,
-  parseClassification,
-  parseDetermination,
-  parseSeverity,
-  parseStatus,
+  parseGraphClassification,
+  parseGraphDetermination,
+  parseGraphSeverity,
+  parseGraphStatus,
   SEVERITIES,
   type IncidentRecord,
 } from "./incident-model.js";
@@ -23,6 +27,8 @@ import {
   parseNonNegativeInteger,
   parseOrderBy,
   parseQueryOptions,
+  pastSkipCeiling,
+  sortByOrderBy,
   type FilterSchema,
   type OrderByClause,
 } from "./odata.js";
@@ -45,33 +51,13 @@ export const GRAPH_FILTER_SCHEMA: FilterSchema = {
   datetimeLiterals: "strict",
   properties: {
     assignedTo: { kind: "string" },
-    classification: {
-      kind: "enum",
-      typeName: "microsoft.graph.security.alertClassification",
-      members: ["unknown", "falsePositive", "truePositive", "informationalExpectedActivity", "unknownFutureValue"],
-    },
+    classification: { kind: "enum", typeName: "microsoft.graph.security.alertClassification", members: GRAPH_CLASSIFICATIONS },
     createdDateTime: { kind: "datetime" },
-    determination: {
-      kind: "enum",
-      typeName: "microsoft.graph.security.alertDetermination",
-      members: [
-        "unknown", "apt", "malware", "securityPersonnel", "securityTesting", "unwantedSoftware", "other", "multiStagedAttack",
-        "compromisedUser", "phishing", "maliciousUserActivity", "clean", "insufficientData", "confirmedUserActivity",
-        "lineOfBusinessApplication", "unknownFutureValue",
-      ],
-      aliases: { notmalicious: "clean", notenoughdatatovalidate: "insufficientData", compromisedaccount: "compromisedUser", confirmedactivity: "confirmedUserActivity" },
-    },
+    // The published type's members only: `clean`, `compromisedUser`… are not constants of it.
+    determination: { kind: "enum", typeName: "microsoft.graph.security.alertDetermination", members: GRAPH_DETERMINATIONS },
     lastUpdateDateTime: { kind: "datetime" },
-    severity: {
-      kind: "enum",
-      typeName: "microsoft.graph.security.alertSeverity",
-      members: ["unknown", "informational", "low", "medium", "high", "unknownFutureValue"],
-    },
-    status: {
-      kind: "enum",
-      typeName: "microsoft.graph.security.incidentStatus",
-      members: ["active", "resolved", "inProgress", "redirected", "unknownFutureValue", "awaitingAction"],
-    },
+    severity: { kind: "enum", typeName: "microsoft.graph.security.alertSeverity", members: GRAPH_SEVERITIES },
+    status: { kind: "enum", typeName: "microsoft.graph.security.incidentStatus", members: GRAPH_INCIDENT_STATUSES },
   },
 };
 
@@ -99,22 +85,18 @@ function graphRead(record: IncidentRecord, property: string): string | null {
   }
 }
 
-function compareRecords(a: IncidentRecord, b: IncidentRecord, clause: OrderByClause): number {
-  let diff: number;
-  switch (clause.property) {
+/** An incident's sort key for one sortable property (fixed-width timestamps compare as text). */
+function sortKey(record: IncidentRecord, property: string): string | number {
+  switch (property) {
     case "lastUpdateDateTime":
-      diff = a.lastUpdateTime < b.lastUpdateTime ? -1 : a.lastUpdateTime > b.lastUpdateTime ? 1 : 0;
-      break;
+      return record.lastUpdateTime;
     case "createdDateTime":
-      diff = a.createdTime < b.createdTime ? -1 : a.createdTime > b.createdTime ? 1 : 0;
-      break;
+      return record.createdTime;
     case "severity":
-      diff = SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity);
-      break;
+      return SEVERITIES.indexOf(record.severity);
     default:
-      diff = a.incidentId - b.incidentId;
+      return record.incidentId;
   }
-  return clause.direction === "asc" ? diff : -diff;
 }
 
 /** A Graph-shaped request: its ids, echoed in headers and every error's `innerError`. */
@@ -258,7 +240,11 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
             if (value !== "true" && value !== "false") throw new ODataError(`Invalid value '${options.get("$count")}' for $count: use true or false.`);
             count = value === "true";
           }
-          if (options.has("$orderby")) orderBy = parseOrderBy(options.get("$orderby")!, SORTABLE, ENTITY);
+          if (options.has("$orderby")) {
+            // Parsed (and refused when invalid) either way; applied unless the knob says Graph ignores it (unconfirmed).
+            const asked = parseOrderBy(options.get("$orderby")!, SORTABLE, ENTITY);
+            if (ctx.options.graphOrderBy === "honour") orderBy = asked;
+          }
           if (options.has("$filter")) {
             let tree;
             try {
@@ -274,17 +260,28 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
           if (error instanceof ODataError) return fail(request, reply, 400, "BadRequest", error.message);
           throw error;
         }
+        if (pastSkipCeiling(top, skip, ctx.options.skipCeiling)) {
+          // Deep $skip stops returning pages (SandboxOptions.skipCeiling): a 400 in Graph's shape (our
+          // wording, modelled on its $top message; the real text is unconfirmed), or an empty last page.
+          if (ctx.options.skipCeilingAnswer === "empty") return ok(request, reply, { "@odata.context": `${metadata}${shape.contextSuffix}`, value: [] });
+          return fail(
+            request,
+            reply,
+            400,
+            "BadRequest",
+            `The query specified in the URI is not valid. The sum of $top and $skip cannot exceed '${ctx.options.skipCeiling}'. The value from the incoming request is '${top + skip}'.`,
+            { details: [] },
+          );
+        }
+        // The reported failure (SandboxOptions.graphExpandFailsAbove): the expanded LIST of a large tenant
+        // answers 500 every time, whatever the page or filter, while the same list without $expand works.
+        const expandLimit = ctx.graphExpandFailsAbove(caller.tenant.id);
+        if (shape.expandAlerts && expandLimit !== null && incidents.forTenant(caller.tenant.id).length > expandLimit) {
+          return fail(request, reply, 500, "InternalServerError", "An internal server error occurred. The operation failed.");
+        }
         const matching = filter ? incidents.forTenant(caller.tenant.id).filter(filter) : [...incidents.forTenant(caller.tenant.id)];
         // Stable: ties fall back to the id, in the direction of the last clause.
-        const tieBreak: OrderByClause = { property: "id", direction: orderBy[orderBy.length - 1]!.direction };
-        matching.sort((a, b) => {
-          for (const clause of [...orderBy, tieBreak]) {
-            const diff = compareRecords(a, b, clause);
-            if (diff !== 0) return diff;
-          }
-          return 0;
-        });
-        const page = matching.slice(skip, skip + top);
+        const page = sortByOrderBy(matching, orderBy, "id", sortKey, skip + top).slice(skip, skip + top);
         const body: Record<string, unknown> = { "@odata.context": `${metadata}${shape.contextSuffix}` };
         if (count) body["@odata.count"] = matching.length;
         if (skip + page.length < matching.length && top > 0) {
@@ -359,7 +356,13 @@ function unknownProperty(key: string): string {
   return `The property '${key}' does not exist on type '${ENTITY}'. Make sure to only use property names that are defined by the type or mark the type as open type.`;
 }
 
-/** Validates a Graph PATCH body (reference 2.5); enum values in any letter case. */
+/**
+ * Validates a Graph PATCH body (reference 2.5). Enum values must be members of Graph's published types
+ * (reference 2.3, "Corrections"), in any letter case (unconfirmed: whether Graph is case-sensitive here);
+ * anything else — the resource page's prose names `compromisedUser`, `clean`, `insufficientData`,
+ * `confirmedUserActivity`, the legacy `UnSpecified`, the `unknownFutureValue` sentinel — is a 400 in Graph's
+ * error shape, as Graph answers a value its type does not have.
+ */
 export function parseGraphPatch(body: Record<string, unknown>): IncidentChanges | { error: string } {
   const changes: IncidentChanges = {};
   const keys = Object.keys(body).filter((k) => k !== "@odata.type");
@@ -386,25 +389,25 @@ export function parseGraphPatch(body: Record<string, unknown>): IncidentChanges 
         changes.displayName = value;
         break;
       case "classification": {
-        const parsed = typeof value === "string" ? parseClassification(value) : undefined;
+        const parsed = typeof value === "string" ? parseGraphClassification(value) : undefined;
         if (!parsed) return badEnum("microsoft.graph.security.alertClassification");
         changes.classification = parsed;
         break;
       }
       case "determination": {
-        const parsed = typeof value === "string" ? parseDetermination(value) : undefined;
+        const parsed = typeof value === "string" ? parseGraphDetermination(value) : undefined;
         if (!parsed) return badEnum("microsoft.graph.security.alertDetermination");
         changes.determination = parsed;
         break;
       }
       case "status": {
-        const parsed = typeof value === "string" ? parseStatus(value) : undefined;
+        const parsed = typeof value === "string" ? parseGraphStatus(value) : undefined;
         if (!parsed) return badEnum("microsoft.graph.security.incidentStatus");
         changes.status = parsed;
         break;
       }
       case "severity": {
-        const parsed = typeof value === "string" ? parseSeverity(value) : undefined;
+        const parsed = typeof value === "string" ? parseGraphSeverity(value) : undefined;
         if (!parsed) return badEnum("microsoft.graph.security.alertSeverity");
         changes.severity = parsed;
         break;

@@ -18,7 +18,9 @@ export type Classification = (typeof CLASSIFICATIONS)[number];
 /**
  * Determinations in the spelling the sandbox prints on the legacy API: the list page's read vocabulary
  * plus the api-incident resource page's names for the write-side values (`CompromisedUser`,
- * `ConfirmedUserActivity`, `InsufficientData`). Graph prints them lowerCamel, `NotAvailable` as `unknown`.
+ * `ConfirmedUserActivity`, `InsufficientData`; unconfirmed which spelling the live API prints). Graph prints
+ * each as its `alertDetermination` member (`graphDetermination`): `NotAvailable` as `unknown`,
+ * `CompromisedUser` as `compromisedAccount`, `Clean` as `notMalicious`, and so on.
  */
 export const DETERMINATIONS = [
   "NotAvailable",
@@ -240,8 +242,101 @@ export function graphClassification(classification: Classification | null): stri
 }
 
 /** Graph determination; `NotAvailable` and null print as `unknown`. */
-export function graphDetermination(determination: Determination | null): string {
-  return determination === null || determination === "NotAvailable" ? "unknown" : lowerCamel(determination);
+export function graphDetermination(determination: Determination | null): GraphDetermination {
+  return determination === null ? "unknown" : GRAPH_DETERMINATION_OF[determination];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Microsoft Graph's published enum types (reference 2.3, 2.4 and "Corrections"; the members as generated
+// into the Graph SDKs). Graph validates a PATCH against them: a value outside its type is a 400, whatever
+// other Microsoft pages call it. Members after `unknownFutureValue` are evolvable: Graph sends them only to
+// a caller asking `Prefer: include-unknown-enum-members` (Crosswatch always does).
+
+/** `microsoft.graph.security.incidentStatus`. */
+export const GRAPH_INCIDENT_STATUSES = ["active", "resolved", "inProgress", "redirected", "unknownFutureValue", "awaitingAction"] as const;
+/** `microsoft.graph.security.alertSeverity`. */
+export const GRAPH_SEVERITIES = ["unknown", "informational", "low", "medium", "high", "unknownFutureValue"] as const;
+/** `microsoft.graph.security.alertClassification`. */
+export const GRAPH_CLASSIFICATIONS = ["unknown", "falsePositive", "truePositive", "informationalExpectedActivity", "unknownFutureValue"] as const;
+/** `microsoft.graph.security.alertDetermination`: `compromisedAccount`, never the resource page's `compromisedUser`. */
+export const GRAPH_DETERMINATIONS = [
+  "unknown",
+  "apt",
+  "malware",
+  "securityPersonnel",
+  "securityTesting",
+  "unwantedSoftware",
+  "other",
+  "multiStagedAttack",
+  "compromisedAccount",
+  "phishing",
+  "maliciousUserActivity",
+  "notMalicious",
+  "notEnoughDataToValidate",
+  "confirmedActivity",
+  "lineOfBusinessApplication",
+  "unknownFutureValue",
+] as const;
+export type GraphDetermination = (typeof GRAPH_DETERMINATIONS)[number];
+/** `microsoft.graph.security.alertStatus`. */
+export const GRAPH_ALERT_STATUSES = ["unknown", "new", "inProgress", "resolved", "unknownFutureValue"] as const;
+
+/**
+ * Each stored (legacy-spelled) determination as Graph's type names it. The four the api-incident page
+ * spells differently are where the two vocabularies part: `CompromisedUser` is `compromisedAccount`,
+ * `Clean` `notMalicious`, `InsufficientData` `notEnoughDataToValidate`, `ConfirmedUserActivity`
+ * `confirmedActivity`.
+ */
+const GRAPH_DETERMINATION_OF: Record<Determination, GraphDetermination> = {
+  NotAvailable: "unknown",
+  Apt: "apt",
+  Malware: "malware",
+  SecurityPersonnel: "securityPersonnel",
+  SecurityTesting: "securityTesting",
+  UnwantedSoftware: "unwantedSoftware",
+  Other: "other",
+  MultiStagedAttack: "multiStagedAttack",
+  CompromisedUser: "compromisedAccount",
+  Phishing: "phishing",
+  MaliciousUserActivity: "maliciousUserActivity",
+  Clean: "notMalicious",
+  InsufficientData: "notEnoughDataToValidate",
+  ConfirmedUserActivity: "confirmedActivity",
+  LineOfBusinessApplication: "lineOfBusinessApplication",
+};
+
+/** A member of a Graph enum type in any letter case, never the `unknownFutureValue` sentinel (Graph: "do not use"). */
+function graphMember<T extends string>(members: readonly T[], value: string): T | undefined {
+  const lower = value.toLowerCase();
+  return members.find((m) => m !== "unknownFutureValue" && m.toLowerCase() === lower);
+}
+
+/** A Graph PATCH `determination`: a member of `alertDetermination` only, to the stored value. */
+export function parseGraphDetermination(value: string): Determination | undefined {
+  const member = graphMember(GRAPH_DETERMINATIONS, value);
+  if (member === undefined) return undefined;
+  return (Object.keys(GRAPH_DETERMINATION_OF) as Determination[]).find((d) => GRAPH_DETERMINATION_OF[d] === member);
+}
+
+/** A Graph PATCH `classification`: a member of `alertClassification` only. */
+export function parseGraphClassification(value: string): Classification | undefined {
+  const member = graphMember(GRAPH_CLASSIFICATIONS, value);
+  return member === undefined ? undefined : parseClassification(member);
+}
+
+/** A Graph PATCH `severity`: a member of `alertSeverity` only (`unknown`, never the legacy `UnSpecified`). */
+export function parseGraphSeverity(value: string): Severity | undefined {
+  const member = graphMember(GRAPH_SEVERITIES, value);
+  return member === undefined ? undefined : parseSeverity(member);
+}
+
+/**
+ * A Graph PATCH `status`: a member of `incidentStatus` the sandbox can hold (`awaitingAction` is set by the
+ * service, never by a caller).
+ */
+export function parseGraphStatus(value: string): IncidentStatus | undefined {
+  const member = graphMember(GRAPH_INCIDENT_STATUSES, value);
+  return member === undefined ? undefined : parseStatus(member);
 }
 
 /** Graph's `serviceSource` enum member for a legacy service source. */

@@ -74,6 +74,10 @@ export class IncidentStore {
   private readonly byTenant = new Map<string, TenantIncidents>();
   private readonly stamp = new MonotonicStamp();
   private readonly activityRandom: Random;
+  /** Incidents changed or created since the seed, per tenant (the state file keeps them whole). */
+  private readonly changed = new Map<string, Set<number>>();
+  /** A saved state's incidents of tenants not generated yet in this run: applied when they are. */
+  private readonly restored = new Map<string, { nextId: number; records: IncidentRecord[] }>();
 
   constructor(readonly ctx: SandboxContext, options: IncidentStoreOptions = {}) {
     this.anchorMs = options.anchorMs ?? ctx.now();
@@ -149,6 +153,7 @@ export class IncidentStore {
     }
     record.lastUpdateTime = now;
     record.lastModifiedBy = actor;
+    this.noteChanged(record);
     // As captured: every alert's lastUpdatedTime moves a moment after the incident's; resolving the
     // incident resolves its alerts.
     const alertTime = this.stamp.next(this.ctx.now());
@@ -236,7 +241,56 @@ export class IncidentStore {
       nextId: last ? last.incidentId + 1 : firstIncidentId(seed, tenant),
     };
     this.byTenant.set(key, state);
+    this.applyRestored(state);
     return state;
+  }
+
+  /**
+   * Takes a saved state's incidents (at start, before any read): each tenant's are laid over its generated
+   * ones when it is first read, so a restart neither generates every tenant nor loses an edit. The stamp
+   * clock moves past every saved time, so later changes still sort after them.
+   */
+  restore(saved: Record<string, { nextId: number; records: IncidentRecord[] }>): void {
+    let latest = "";
+    for (const [tenantId, entry] of Object.entries(saved)) {
+      this.restored.set(tenantId.toLowerCase(), entry);
+      for (const record of entry.records) if (record.lastUpdateTime > latest) latest = record.lastUpdateTime;
+    }
+    if (latest !== "") this.stamp.next(msOf(latest) + 1);
+  }
+
+  /** Every changed or created incident, whole, per tenant, with the next id: what the state file keeps. */
+  snapshot(): Record<string, { nextId: number; records: IncidentRecord[] }> {
+    const out: Record<string, { nextId: number; records: IncidentRecord[] }> = Object.fromEntries(this.restored);
+    for (const [tenantId, ids] of this.changed) {
+      const state = this.byTenant.get(tenantId);
+      if (!state) continue;
+      out[tenantId] = { nextId: state.nextId, records: [...ids].flatMap((id) => state.byId.get(id) ?? []) };
+    }
+    return out;
+  }
+
+  private noteChanged(record: IncidentRecord): void {
+    const key = record.tenantId.toLowerCase();
+    const ids = this.changed.get(key) ?? new Set<number>();
+    ids.add(record.incidentId);
+    this.changed.set(key, ids);
+    this.ctx.onStateChange();
+  }
+
+  private applyRestored(state: TenantIncidents): void {
+    const key = state.tenant.id;
+    const saved = this.restored.get(key);
+    if (!saved) return;
+    this.restored.delete(key);
+    const ids = new Set<number>();
+    for (const record of saved.records) {
+      ids.add(record.incidentId);
+      state.byId.set(record.incidentId, record);
+    }
+    state.incidents = [...state.byId.values()].sort((a, b) => a.incidentId - b.incidentId);
+    state.nextId = Math.max(state.nextId, saved.nextId);
+    this.changed.set(key, ids);
   }
 
   private materialiseAlerts(record: IncidentRecord): AlertRecord[] {
@@ -252,6 +306,7 @@ export class IncidentStore {
     const record = newIncident(rnd, state.tenant, { incidentId: id, createdTime: this.stamp.next(this.ctx.now()), ...(plan ? { plan } : {}) });
     state.incidents.push(record);
     state.byId.set(id, record);
+    this.noteChanged(record);
     return record;
   }
 
@@ -277,6 +332,7 @@ export class IncidentStore {
     if (record.status === "Resolved") record.status = "Active";
     record.lastUpdateTime = now;
     record.lastModifiedBy = "Microsoft 365 Defender-AlertCorrelation";
+    this.noteChanged(record);
   }
 }
 

@@ -33,6 +33,33 @@ export class SlidingWindowLimiter {
     return { ok: true };
   }
 
+  /**
+   * Takes one call in several keys at once (a method's quota and a quota it shares), all or none: a call
+   * refused by one is charged to none. When several refuse, the answer is the longest wait.
+   */
+  takeAll(entries: readonly { key: string; rules: readonly RateRule[] }[], now: number): RateDecision {
+    let refused: Extract<RateDecision, { ok: false }> | undefined;
+    for (const { key, rules } of entries) {
+      const decision = this.check(key, rules, now);
+      if (!decision.ok && (!refused || decision.retryAfterSeconds > refused.retryAfterSeconds)) refused = decision;
+    }
+    if (refused) return refused;
+    for (const { key, rules } of entries) this.take(key, rules, now);
+    return { ok: true };
+  }
+
+  /** What `take` would answer, without charging anything. */
+  private check(key: string, rules: readonly RateRule[], now: number): RateDecision {
+    for (const rule of rules) {
+      const inWindow = (this.calls.get(key) ?? []).filter((t) => t > now - rule.windowSeconds * 1000);
+      if (inWindow.length >= rule.limit) {
+        const oldest = inWindow[inWindow.length - rule.limit]!;
+        return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + rule.windowSeconds * 1000 - now) / 1000)), rule };
+      }
+    }
+    return { ok: true };
+  }
+
   reset(): void {
     this.calls.clear();
   }

@@ -9,6 +9,7 @@ import { registerGraphRoutes } from "./graph-api.js";
 import { IncidentStore } from "./incidents-store.js";
 import type { SandboxServices } from "./services.js";
 import { RESOURCES, type ResourceKey } from "./resources.js";
+import { readSandboxState, SandboxStateWriter, type SandboxState } from "./state-file.js";
 import { grantedRoles, type SandboxTenant } from "./tenants.js";
 import { createSigningKey, issueAccessToken } from "./tokens.js";
 
@@ -39,6 +40,14 @@ export interface Sandbox {
   close(): Promise<void>;
 }
 
+/** Where a sandbox keeps what changed (consents, added tenants, incident edits, clock) across restarts. */
+export interface SandboxPersistence {
+  /** The state file (e.g. `DATA_DIR/sandbox-state.json`): read at start, written atomically after changes. */
+  stateFile: string;
+  /** A failed write (the sandbox has no logger; the next change tries again). */
+  onWriteError?: (error: Error) => void;
+}
+
 /** The path prefix of the control API; the server's own code never calls it. */
 export const CONTROL_PREFIX = "/_sandbox";
 
@@ -46,12 +55,24 @@ export const CONTROL_PREFIX = "/_sandbox";
  * Starts the sandbox. Seeding is cheap (incidents are generated lazily per tenant), so start-up costs
  * the two RSA key generations, about 0.2 s, even at 1,000 tenants.
  */
-export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+export async function startSandbox(options: SandboxOptions = {}, persistence?: SandboxPersistence): Promise<Sandbox> {
   const host = options.host ?? "127.0.0.1";
   if (!isLoopback(host)) throw new Error(`the sandbox listens on loopback only, not ${host}`);
   const ctx = new SandboxContext(options);
+  // A damaged or foreign state file stops the start (SandboxStateError says which file and what to do).
+  const saved = persistence ? await readSandboxState(persistence.stateFile, ctx.options.seed) : undefined;
+  if (saved) ctx.restoreState(saved);
   const [tls, signingKey] = await Promise.all([createLoopbackTlsIdentity(), createSigningKey()]);
-  const incidents = new IncidentStore(ctx);
+  const incidents = new IncidentStore(ctx, saved ? { anchorMs: saved.anchorMs } : {});
+  if (saved) incidents.restore(saved.incidents);
+  const writer = persistence
+    ? new SandboxStateWriter(
+        persistence.stateFile,
+        () => stateOf(ctx, incidents),
+        persistence.onWriteError ? { onError: persistence.onWriteError } : {},
+      )
+    : undefined;
+  if (writer) ctx.onStateChange = () => writer.changed();
   const services: SandboxServices = { ctx, signingKey, incidents };
 
   const app = Fastify({
@@ -120,7 +141,27 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       for (const reply of ctx.hungReplies) reply.raw.socket?.destroy();
       ctx.hungReplies.clear();
       await app.close();
+      // After the listener: no change can arrive once the last state is written. A failure went to onWriteError.
+      await writer?.flush().catch(() => undefined);
     },
+  };
+}
+
+/** What the state file keeps of a running sandbox. */
+function stateOf(ctx: SandboxContext, incidents: IncidentStore): SandboxState {
+  const consents: SandboxState["consents"] = {};
+  for (const id of ctx.consentChangedIds) {
+    const tenant = ctx.findTenant(id);
+    if (tenant) consents[id] = tenant.consent;
+  }
+  return {
+    version: 1,
+    seed: ctx.options.seed,
+    anchorMs: incidents.anchorMs,
+    clockOffsetMs: ctx.clockOffset,
+    addedTenants: ctx.addedTenants,
+    consents,
+    incidents: incidents.snapshot(),
   };
 }
 

@@ -121,3 +121,43 @@ export function grantedRoles(tenant: SandboxTenant, resource: keyof typeof RESOU
   if (!tenant.consent.granted || !tenant.resources[resource]) return [];
   return tenant.consent.roles[resource];
 }
+
+/** Tenants created at run time number from here, past any seed (at most 1,000 tenants), so none shares a seeded index. */
+export const ADDED_TENANT_FIRST_INDEX = 1000;
+
+/**
+ * A customer directory created at run time (`POST /_sandbox/tenants`), to try onboarding under one's own
+ * name: both resource principals present, no consent yet (token requests answer AADSTS700016 until an
+ * admin consents), `incidents` incidents generated on first read like a seeded tenant's.
+ *
+ * @param input.domain the initial domain's first label; derived from the name when absent
+ * @param taken whether an initial domain is in use already (a number is appended until it is free)
+ */
+export function newSandboxTenant(
+  input: { displayName: string; domain?: string; tags?: string[]; incidents?: number; index: number; now: number },
+  taken: (domain: string) => boolean,
+): SandboxTenant {
+  const base =
+    input.domain ??
+    (input.displayName
+      .normalize("NFKD")
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "")
+      .slice(0, 40) || "customer");
+  let label = base;
+  for (let n = 2; taken(`${label}.onmicrosoft.com`); n++) label = `${base}${n}`;
+  return {
+    id: crypto.randomUUID(),
+    index: input.index,
+    displayName: input.displayName,
+    domain: `${label}.onmicrosoft.com`,
+    tags: input.tags ?? ["onboarding"],
+    region: "WW",
+    resources: { defender: true, graph: true },
+    consent: { granted: false, roles: { defender: [], graph: [] } },
+    servicePrincipalId: crypto.randomUUID(),
+    incidentCount: input.incidents ?? 25,
+    createdUnix: Math.floor(input.now / 1000),
+    note: "created through POST /_sandbox/tenants: not consented yet",
+  };
+}

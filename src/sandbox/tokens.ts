@@ -56,6 +56,42 @@ export function v2Issuer(baseUrl: string, tenantId: string): string {
   return `${baseUrl}/${tenantId}/v2.0`;
 }
 
+/**
+ * Opaque access tokens per sandbox: the random string handed out → the signed JWT it stands for, which
+ * the resource APIs verify in its place (signature, lifetime, audience, issuer, tenant, roles).
+ */
+const opaqueTokens = new WeakMap<SandboxContext, Map<string, { jwt: string; exp: number }>>();
+/** Per-tenant overrides of `options.opaqueTokens`, set through the control API. */
+const opaqueTenants = new WeakMap<SandboxContext, Map<string, boolean>>();
+
+/** Whether the tenant's access tokens are issued opaque (a run-time override, else the option). */
+export function usesOpaqueTokens(ctx: SandboxContext, tenantId: string): boolean {
+  const id = tenantId.toLowerCase();
+  const override = opaqueTenants.get(ctx)?.get(id);
+  if (override !== undefined) return override;
+  const option = ctx.options.opaqueTokens;
+  return option === true || (Array.isArray(option) && option.some((t) => t.toLowerCase() === id));
+}
+
+/** Switches a tenant's token format from now on; tokens already issued keep working until they expire. */
+export function setOpaqueTokens(ctx: SandboxContext, tenantId: string, opaque: boolean): void {
+  let overrides = opaqueTenants.get(ctx);
+  if (!overrides) opaqueTenants.set(ctx, (overrides = new Map()));
+  overrides.set(tenantId.toLowerCase(), opaque);
+}
+
+/** Hands out an opaque stand-in for a signed token, forgetting stand-ins expired past the clock tolerance. */
+function opaqueFor(ctx: SandboxContext, jwt: string, exp: number): string {
+  let issued = opaqueTokens.get(ctx);
+  if (!issued) opaqueTokens.set(ctx, (issued = new Map()));
+  const oldest = Math.floor(ctx.now() / 1000) - 300;
+  for (const [token, entry] of issued) if (entry.exp < oldest) issued.delete(token);
+  // No dots, so nothing mistakes it for a JWS: like Microsoft's opaque tokens, a long base64url-ish run.
+  const token = `EwA${randomOpaque(300)}`;
+  issued.set(token, { jwt, exp });
+  return token;
+}
+
 export interface IssuedToken {
   accessToken: string;
   /** Unix seconds. */
@@ -66,7 +102,8 @@ export interface IssuedToken {
 
 /**
  * Signs an app-only access token with the claims of reference section 4.2: `roles` only when the tenant
- * granted some, `appid`/`appidacr` in v1 and `azp`/`azpacr` in v2.
+ * granted some, `appid`/`appidacr` in v1 and `azp`/`azpacr` in v2. For a tenant with opaque tokens the
+ * answer is a random stand-in for that JWT (`usesOpaqueTokens`).
  *
  * @param credentialType `secret` gives appidacr "1", `certificate` gives "2"
  */
@@ -111,7 +148,8 @@ export async function issueAccessToken(
   const header = v2
     ? { alg: "RS256", typ: "JWT", kid: key.kid }
     : { alg: "RS256", typ: "JWT", kid: key.kid, x5t: key.kid };
-  const accessToken = await new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey);
+  const jwt = await new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey);
+  const accessToken = usesOpaqueTokens(ctx, tid) ? opaqueFor(ctx, jwt, exp) : jwt;
   return { accessToken, iat, nbf: iat, exp };
 }
 
@@ -132,9 +170,11 @@ export async function verifyBearer(
 ): Promise<BearerCheck> {
   const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
   if (!match) return { ok: false, status: 401, message: "Authorization header is missing or is not a Bearer token." };
+  // An opaque token is checked as the signed token it stands for (an unknown one fails verification).
+  const presented = opaqueTokens.get(ctx)?.get(match[1]!)?.jwt ?? match[1]!;
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(match[1]!, key.publicKey, {
+    ({ payload } = await jwtVerify(presented, key.publicKey, {
       algorithms: ["RS256"],
       audience: [resource.uri, `${resource.uri}/`, resource.appId],
       currentDate: new Date(ctx.now()),

@@ -17,8 +17,13 @@ export enum CallerKindKind {
   API_KEY = "API_KEY",
   ENTRA = "ENTRA",
   CLI = "CLI",
+  SYSTEM = "SYSTEM",
 }
-registerEnumType(CallerKindKind, { name: "CallerKind", description: "How a caller was authenticated." });
+registerEnumType(CallerKindKind, {
+  name: "CallerKind",
+  description: "How a caller was authenticated.",
+  valuesConfig: { SYSTEM: { description: "Crosswatch itself (audit events it records, e.g. consent.revoked_detected); never a caller." } },
+});
 
 @ObjectType({ description: "The tenants a grant covers: all, or those listed by id or carrying one of the tags." })
 export class TenantScope {

@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { Field, ID, ObjectType, registerEnumType } from "type-graphql";
+import { IncidentsBackendKind } from "./server-info.type.js";
 
 export enum ConsentFlowKind {
   ADMIN_CONSENT = "ADMIN_CONSENT",
@@ -38,6 +39,14 @@ export class ConsentLink {
 
   @Field(() => [ConsentPermission])
   permissions!: ConsentPermission[];
+
+  @Field(() => IncidentsBackendKind, {
+    nullable: true,
+    description:
+      "The backend whose resource the link asks consent for (the tenant's, or the server default): a link names one " +
+      "resource only, since Entra refuses the whole request (AADSTS650052) when the tenant lacks one. Null for LEGACY_V1.",
+  })
+  backend!: IncidentsBackendKind | null;
 
   @Field(() => Date, { nullable: true, description: "When the link's state expires (null for LEGACY_V1)." })
   expiresAt!: Date | null;

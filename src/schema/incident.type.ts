@@ -24,9 +24,26 @@ registerEnumType(SeverityEnum, { name: "Severity", description: "Incident severi
 export const IncidentStatusEnum = enumOf<IncidentStatus>(INCIDENT_STATUSES);
 registerEnumType(IncidentStatusEnum, { name: "IncidentStatus" });
 export const ClassificationEnum = enumOf<Classification>(CLASSIFICATIONS);
-registerEnumType(ClassificationEnum, { name: "Classification" });
+registerEnumType(ClassificationEnum, {
+  name: "Classification",
+  description: "Graph alertClassification / Defender API classification. A Defender API tenant cannot be set to UNKNOWN.",
+});
 export const DeterminationEnum = enumOf<Determination>(DETERMINATIONS);
-registerEnumType(DeterminationEnum, { name: "Determination" });
+registerEnumType(DeterminationEnum, {
+  name: "Determination",
+  description:
+    "One value for both backends, written as each one's own member (Graph alertDetermination / Defender API). A Defender " +
+    "API tenant takes a determination only together with classification TRUE_POSITIVE, and then only MULTI_STAGED_ATTACK, " +
+    "MALICIOUS_USER_ACTIVITY, COMPROMISED_ACCOUNT, MALWARE, PHISHING, UNWANTED_SOFTWARE or OTHER.",
+  valuesConfig: {
+    UNKNOWN: { description: "A value Crosswatch could not read; never written." },
+    NOT_AVAILABLE: { description: "Nothing determined yet (Graph unknown, Defender NotAvailable); writable on Graph only." },
+    COMPROMISED_ACCOUNT: { description: "Graph compromisedAccount, Defender CompromisedAccount (also read: CompromisedUser)." },
+    NOT_MALICIOUS: { description: "Graph notMalicious, Defender Clean." },
+    NOT_ENOUGH_DATA_TO_VALIDATE: { description: "Graph notEnoughDataToValidate, Defender NoEnoughDataToValidate (also read: InsufficientData)." },
+    CONFIRMED_USER_ACTIVITY: { description: "Graph confirmedActivity, Defender ConfirmedActivity (also read: ConfirmedUserActivity)." },
+  },
+});
 
 export enum IncidentOrderField {
   LAST_UPDATE_TIME = "LAST_UPDATE_TIME",
@@ -207,8 +224,14 @@ export class Incident {
   @Field(() => [IncidentComment])
   comments!: IncidentComment[];
 
-  @Field(() => [IncidentAlert])
-  alerts!: IncidentAlert[];
+  @Field(() => [IncidentAlert], {
+    nullable: true,
+    description:
+      "The incident's alerts. On Graph tenants they are read per incident when a query selects them (one upstream " +
+      "call per incident not read before, within the tenant's rate budget), then cached with the incident; null, " +
+      "with an error at this path, when they could not be read.",
+  })
+  alerts!: IncidentAlert[] | null;
 
   @Field(() => String, { nullable: true, description: "Link to the incident in the Microsoft Defender portal." })
   incidentUri!: string | null;
@@ -242,6 +265,12 @@ export class TenantOutcome {
 
   @Field(() => Int)
   durationMs!: number;
+
+  @Field(() => Boolean, {
+    description:
+      "False while the tenant's first listing is still under way across queries (a large tenant), or when nothing could be read: the incidents returned are those read so far, and the next query goes on from where this one stopped.",
+  })
+  complete!: boolean;
 
   @Field(() => TenantError, { nullable: true })
   error!: TenantError | null;
@@ -348,10 +377,16 @@ export class UpdateIncidentInput {
   @Field(() => String, { nullable: true, description: "New owner (at most 256 characters); an empty string unassigns." })
   assignedTo?: string;
 
-  @Field(() => ClassificationEnum, { nullable: true })
+  @Field(() => ClassificationEnum, {
+    nullable: true,
+    description: "Defender API tenants: TRUE_POSITIVE, INFORMATIONAL_EXPECTED_ACTIVITY or FALSE_POSITIVE.",
+  })
   classification?: Classification;
 
-  @Field(() => DeterminationEnum, { nullable: true })
+  @Field(() => DeterminationEnum, {
+    nullable: true,
+    description: "Defender API tenants: only with classification TRUE_POSITIVE in the same update (see Determination). Never UNKNOWN.",
+  })
   determination?: Determination;
 
   @Field(() => [String], { nullable: true, description: "Replaces the incident's tags (at most 64, each 1 to 128 characters)." })

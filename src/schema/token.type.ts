@@ -19,6 +19,17 @@ export enum IncidentCapabilityKind {
 }
 registerEnumType(IncidentCapabilityKind, { name: "IncidentCapability" });
 
+export enum AccessVerdictKind {
+  ALLOWED = "allowed",
+  DENIED = "denied",
+  UNKNOWN = "unknown",
+}
+registerEnumType(AccessVerdictKind, {
+  name: "AccessVerdict",
+  description:
+    "Whether the app may do something in a tenant: known from the token's roles, or — when its claims are unreadable — from whether an incidents call was allowed; UNKNOWN when neither says.",
+});
+
 @ObjectType({ description: "Why one tenant failed, and what a person can do about it." })
 export class TenantError {
   @Field(() => TenantErrorCode)
@@ -30,7 +41,10 @@ export class TenantError {
   @Field(() => String, { nullable: true, description: "What to do about it." })
   hint!: string | null;
 
-  @Field(() => Int, { nullable: true, description: "When throttled: seconds to wait before trying again." })
+  @Field(() => Int, {
+    nullable: true,
+    description: "Seconds to wait before trying again: when throttled, when the service said when it will be back (503 with Retry-After), or while a lasting failure is remembered.",
+  })
   retryAfterSeconds!: number | null;
 
   /**
@@ -49,7 +63,10 @@ export class RoleRequirement {
   enables!: IncidentCapabilityKind[];
 }
 
-@ObjectType({ description: "What a tenant's app-only token says (decoded claims; the token itself is never shown)." })
+@ObjectType({
+  description:
+    "What a tenant's app-only token says (decoded claims; the token itself is never shown). Microsoft may issue access tokens that are not readable JWTs: then claimsReadable is false, the claim fields are null, and access is judged by whether an incidents call was allowed.",
+})
 export class TokenDiagnostics {
   @Field(() => ID)
   tenantId!: string;
@@ -57,8 +74,24 @@ export class TokenDiagnostics {
   @Field(() => IncidentsBackendKind, { description: "The backend (resource) the token was requested for." })
   backend!: IncidentsBackendKind;
 
-  @Field(() => Boolean, { description: "A token was obtained and it may read incidents." })
+  @Field(() => Boolean, {
+    description: "A token was obtained and reading incidents is not known to be refused (by its roles, or — claims unreadable — by an incidents call).",
+  })
   ok!: boolean;
+
+  @Field(() => Boolean, {
+    description:
+      "False when the token obtained is not a readable JWT (opaque or encrypted): the claim fields are null, roles is empty and readAccess/updateAccess come from an incidents call, if any. True otherwise (also when no token was obtained: see error).",
+  })
+  claimsReadable!: boolean;
+
+  @Field(() => AccessVerdictKind, { description: "Whether the app may read incidents in the tenant (canRead is ALLOWED)." })
+  readAccess!: AccessVerdictKind;
+
+  @Field(() => AccessVerdictKind, {
+    description: "Whether the app may update incidents in the tenant (canUpdate is ALLOWED). UNKNOWN with unreadable claims: the update itself decides.",
+  })
+  updateAccess!: AccessVerdictKind;
 
   @Field(() => ID, { nullable: true, description: "`tid` claim: the tenant the token was issued in." })
   tid!: string | null;
@@ -75,16 +108,16 @@ export class TokenDiagnostics {
   @Field(() => String, { nullable: true, description: "`ver` claim: 1.0 or 2.0." })
   version!: string | null;
 
-  @Field(() => [String], { description: "`roles` claim: the application permissions granted in the tenant." })
+  @Field(() => [String], { description: "`roles` claim: the application permissions granted in the tenant ([] when the claims are unreadable)." })
   roles!: string[];
 
   @Field(() => [RoleRequirement], { description: "Roles that satisfy the backend, any one per capability." })
   requiredRoles!: RoleRequirement[];
 
-  @Field(() => [String], { description: "To read incidents: any one of these is missing ([] when reading works)." })
+  @Field(() => [String], { description: "To read incidents: any one of these is missing ([] when reading works, or when that is unknown: see readAccess)." })
   missingRoles!: string[];
 
-  @Field(() => [String], { description: "To update incidents: any one of these is missing ([] when updating works)." })
+  @Field(() => [String], { description: "To update incidents: any one of these is missing ([] when updating works, or when that is unknown: see updateAccess)." })
   missingRolesForUpdate!: string[];
 
   @Field(() => Boolean)

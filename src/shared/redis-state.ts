@@ -6,6 +6,7 @@ import { UpstreamError } from "../defender/backend-client.js";
 import {
   DEFAULT_RATE_LIMITS,
   InProcessRateBudget,
+  QUOTAS_OF,
   type AcquireOptions,
   type RateBucket,
   type RateBudget,
@@ -37,33 +38,46 @@ export async function connectRedis(url: string, logger: Logger): Promise<Redis> 
 }
 
 /**
- * Reserves one call in every window of a (tenant, bucket), on the Redis server's clock so replicas with
- * skewed clocks agree, or answers how many ms to wait. A Retry-After block set by `throttled` answers
- * with its remaining time. KEYS: window set, block key. ARGV: member, safety margin ms, limit, window ms, ….
+ * Reserves one call in every window of a (tenant, bucket) and of the quotas it shares (the Defender API as
+ * a whole), all or none in one script, on the Redis server's clock so replicas with skewed clocks agree; or
+ * answers how many ms to wait. A Retry-After block set by `throttled` answers with its remaining time.
+ * KEYS: per quota its window set then its block key. ARGV: member, safety margin ms, then per quota the
+ * number of rules followed by limit, window ms, ….
  */
 const RESERVE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local blocked = redis.call('PTTL', KEYS[2])
-if blocked > 0 then return blocked end
 local margin = tonumber(ARGV[2])
-local longest = 0
 local wait = 0
-for i = 3, #ARGV, 2 do
-  local limit = tonumber(ARGV[i])
-  local window = tonumber(ARGV[i + 1]) + margin
-  if window > longest then longest = window end
-  local count = redis.call('ZCOUNT', KEYS[1], now - window, '+inf')
-  if count >= limit then
-    local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
-    local w = tonumber(oldest[2]) + window - now + 1
-    if w > wait then wait = w end
+local longest = {}
+local a = 3
+for q = 1, #KEYS / 2 do
+  local set = KEYS[2 * q - 1]
+  local blocked = redis.call('PTTL', KEYS[2 * q])
+  if blocked > wait then wait = blocked end
+  local rules = tonumber(ARGV[a])
+  a = a + 1
+  longest[q] = 0
+  for r = 1, rules do
+    local limit = tonumber(ARGV[a])
+    local window = tonumber(ARGV[a + 1]) + margin
+    a = a + 2
+    if window > longest[q] then longest[q] = window end
+    local count = redis.call('ZCOUNT', set, now - window, '+inf')
+    if count >= limit then
+      local oldest = redis.call('ZRANGEBYSCORE', set, now - window, '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
+      local w = tonumber(oldest[2]) + window - now + 1
+      if w > wait then wait = w end
+    end
   end
 end
 if wait > 0 then return wait end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], longest)
+for q = 1, #KEYS / 2 do
+  local set = KEYS[2 * q - 1]
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now - longest[q])
+  redis.call('ZADD', set, now, ARGV[1])
+  if longest[q] > 0 then redis.call('PEXPIRE', set, longest[q]) end
+end
 return 0
 `;
 
@@ -75,7 +89,7 @@ return 0
 
 /**
  * The rate budget of all replicas together: a call is sent only when every window of its (tenant,
- * bucket) has room across the fleet; then the process's own concurrency cap applies. A wait that does not
+ * bucket) and of the quotas the bucket shares has room across the fleet; then the process's own concurrency cap applies. A wait that does not
  * fit the caller's deadline is THROTTLED up front, as in-process. Calls are counted when reserved (not
  * when answered, as in-process), so the windows carry a safety margin of their own.
  */
@@ -103,14 +117,21 @@ export class RedisRateBudget implements RateBudget {
   private lastRedisWarning = 0;
 
   async acquire(tenantId: string, bucket: RateBucket, options: AcquireOptions): Promise<RatePermit> {
-    const args: (string | number)[] = [randomUUID(), this.margin];
-    for (const rule of this.limits[bucket]) args.push(rule.limit, rule.windowSeconds * 1000);
+    const member = randomUUID();
+    const quotas = QUOTAS_OF[bucket];
+    const keys = quotas.flatMap((quota) => [this.key("rate", tenantId, quota), this.key("block", tenantId, quota)]);
+    const args: (string | number)[] = [member, this.margin];
+    for (const quota of quotas) {
+      args.push(this.limits[quota].length);
+      for (const rule of this.limits[quota]) args.push(rule.limit, rule.windowSeconds * 1000);
+    }
+    let reserved = false;
     let waited = false;
     for (;;) {
       if (options.signal?.aborted) throw options.signal.reason;
       let waitMs: number;
       try {
-        waitMs = Number(await this.redis.eval(RESERVE, 2, this.key("rate", tenantId, bucket), this.key("block", tenantId, bucket), ...args));
+        waitMs = Number(await this.redis.eval(RESERVE, keys.length, ...keys, ...args));
       } catch (error) {
         // Redis is unreachable: this replica's own windows still hold; the fleet's resume with Redis.
         if (Date.now() - this.lastRedisWarning > 60_000) {
@@ -119,7 +140,10 @@ export class RedisRateBudget implements RateBudget {
         }
         break;
       }
-      if (waitMs <= 0) break;
+      if (waitMs <= 0) {
+        reserved = true;
+        break;
+      }
       if (Date.now() + waitMs > options.deadline) {
         this.counters.refused++;
         throw new UpstreamError(
@@ -132,13 +156,25 @@ export class RedisRateBudget implements RateBudget {
       waited = true;
       await sleep(Math.min(waitMs, 1_000), undefined, options.signal ? { signal: options.signal } : {});
     }
-    return this.local.acquire(tenantId, bucket, options);
+    try {
+      return await this.local.acquire(tenantId, bucket, options);
+    } catch (error) {
+      // Reserved in the fleet's windows but never sent (this replica's own cap or deadline): give it back.
+      if (reserved) {
+        const sets = quotas.map((quota) => this.key("rate", tenantId, quota));
+        void Promise.all(sets.map((set) => this.redis.zrem(set, member))).catch(() => undefined);
+      }
+      throw error;
+    }
   }
 
   throttled(tenantId: string, bucket: RateBucket, retryAfterMs: number): void {
-    // Every replica waits out a 429's Retry-After, not just the one that got it.
+    // Every replica waits out a 429's Retry-After, not just the one that got it, in every quota the
+    // bucket takes part in (the answer does not say which of them ran out).
     this.local.throttled(tenantId, bucket, retryAfterMs);
-    void this.redis.set(this.key("block", tenantId, bucket), "1", "PX", Math.max(1, Math.round(retryAfterMs))).catch(() => undefined);
+    for (const quota of QUOTAS_OF[bucket]) {
+      void this.redis.set(this.key("block", tenantId, quota), "1", "PX", Math.max(1, Math.round(retryAfterMs))).catch(() => undefined);
+    }
   }
 
   stats(): RateBudgetStats {

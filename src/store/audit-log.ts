@@ -11,6 +11,10 @@ export const AUDIT_ACTIONS = [
   "consent.granted",
   "consent.denied",
   "consent.rejected",
+  /** A GRANTED tenant's token was refused for want of consent (actor SYSTEM): now REVOKED. */
+  "consent.revoked_detected",
+  /** A REVOKED tenant's token works again (actor SYSTEM): GRANTED again. */
+  "consent.restored_detected",
   "key.create",
   "key.revoke",
 ] as const;

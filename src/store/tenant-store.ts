@@ -303,18 +303,68 @@ export class TenantStore {
     });
   }
 
-  /** Records the outcome of a token acquisition or upstream call for a tenant (no error if unknown). */
+  /**
+   * Records the outcome of a token acquisition or upstream call for a tenant (no error if unknown): a
+   * success stamps `last_token_success_at` and clears `last_failure_code` (`last_failure_at` stays, as when
+   * it last failed); a failure stamps both failure columns.
+   */
   async recordTokenOutcome(id: string, outcome: { ok: true } | { ok: false; code: string }): Promise<void> {
     const db = this.db;
     const tenantId = normaliseTenantId(id);
     if (outcome.ok) {
-      await db.query("UPDATE tenants SET last_token_success_at = now(), updated_at = now() WHERE id = $1", [tenantId]);
+      await db.query(
+        "UPDATE tenants SET last_token_success_at = now(), last_failure_code = NULL, updated_at = now() WHERE id = $1",
+        [tenantId],
+      );
     } else {
       await db.query(
         "UPDATE tenants SET last_failure_at = now(), last_failure_code = $2, updated_at = now() WHERE id = $1",
         [tenantId, outcome.code],
       );
     }
+  }
+
+  /**
+   * Records what a query, a get, an update or a token diagnosis found for a registered tenant, with the
+   * consent drift it proves, in one transaction (no error, and no change, if the tenant is unknown):
+   * - a failure stamps `last_failure_at`/`last_failure_code`; with `consentLost` a GRANTED tenant becomes
+   *   REVOKED (conditionally, so of racing replicas exactly one sees `consent: "REVOKED"` and audits it);
+   * - a success clears `last_failure_code` and stamps `last_token_success_at`, only when there was a failure
+   *   code to clear, and a REVOKED tenant becomes GRANTED again (its token works, so consent is back).
+   * `changed` says whether any row was written (a success on a clean tenant writes nothing).
+   */
+  async recordOutcome(
+    id: string,
+    outcome: { ok: true } | { ok: false; code: string; consentLost?: boolean },
+  ): Promise<{ changed: boolean; consent?: "REVOKED" | "GRANTED" }> {
+    const tenantId = normaliseTenantId(id);
+    return this.db.transaction(async (tx) => {
+      if (!outcome.ok) {
+        const revoked = outcome.consentLost
+          ? await tx.query(
+              `UPDATE tenants SET consent_state = 'REVOKED', consent_error = $2, updated_at = now()
+                WHERE id = $1 AND consent_state = 'GRANTED' RETURNING id`,
+              [tenantId, `${outcome.code}: the app's token was refused after consent had been granted`],
+            )
+          : [];
+        const rows = await tx.query(
+          "UPDATE tenants SET last_failure_at = now(), last_failure_code = $2, updated_at = now() WHERE id = $1 RETURNING id",
+          [tenantId, outcome.code],
+        );
+        return { changed: rows.length > 0, ...(revoked.length > 0 ? { consent: "REVOKED" as const } : {}) };
+      }
+      const restored = await tx.query(
+        `UPDATE tenants SET consent_state = 'GRANTED', consent_error = NULL, updated_at = now()
+          WHERE id = $1 AND consent_state = 'REVOKED' RETURNING id`,
+        [tenantId],
+      );
+      const rows = await tx.query(
+        `UPDATE tenants SET last_failure_code = NULL, last_token_success_at = now(), updated_at = now()
+          WHERE id = $1 AND last_failure_code IS NOT NULL RETURNING id`,
+        [tenantId],
+      );
+      return { changed: rows.length > 0 || restored.length > 0, ...(restored.length > 0 ? { consent: "GRANTED" as const } : {}) };
+    });
   }
 }
 

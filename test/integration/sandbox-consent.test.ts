@@ -217,8 +217,10 @@ describe("sandbox Entra ID: admin consent", () => {
     redirectOf(await decide(adminConsentLink(coho.id, { redirect_uri: redirectUri() }), "accept"));
     assert.deepEqual(decodeJwt((await token(coho)).json.access_token).roles, ["Incident.ReadWrite.All"]);
 
+    // A Graph-only tenant consents through a link naming Graph alone; one covering every required resource
+    // (tenant-wide /adminconsent, v1) is refused whole with AADSTS650052 (consent-fidelity.test.ts).
     const proseware = tenant("proseware");
-    redirectOf(await decide(adminConsentLink(proseware.id, { redirect_uri: redirectUri() }), "accept"));
+    redirectOf(await decide(v2Link(proseware.id, { redirect_uri: redirectUri(), scope: "https://graph.microsoft.com/.default" }), "accept"));
     assert.deepEqual(proseware.consent.roles, { defender: [], graph: ["SecurityIncident.ReadWrite.All"] });
     assert.deepEqual((await token(proseware)).json.error_codes, [500011], "still no Defender principal there");
     assert.equal((await token(proseware, "https://graph.microsoft.com/.default")).status, 200);

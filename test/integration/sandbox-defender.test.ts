@@ -359,8 +359,16 @@ describe("$filter", () => {
     assertDefenderError(await q("createdTime gt 2024-01-01T00:00:00"), 400, "ODataError", /time zone/);
     assertDefenderError(await q("startswith(assignedTo,'a')"), 400, "ODataError", /function 'startswith'/);
     assertDefenderError(await list(NAME, "?$filter="), 400, "ODataError", /must not be empty/);
-    for (const option of ["$orderby=createdTime", "$count=true", "$expand=alerts", "$select=incidentId", "$search=x"]) {
+    for (const option of ["$count=true", "$expand=alerts", "$select=incidentId", "$search=x"]) {
       assertDefenderError(await list(NAME, `?${option}`), 400, "ODataError", /is not supported/);
+    }
+    // $orderby is undocumented for this API: applied by default, refused with the knob (defenderOrderBy).
+    assertDefenderError(await list(NAME, "?$orderby=severity"), 400, "ODataError", /cannot be used in \$orderby/);
+    ctx.options.defenderOrderBy = "reject";
+    try {
+      assertDefenderError(await list(NAME, "?$orderby=createdTime"), 400, "ODataError", /is not supported/);
+    } finally {
+      ctx.options.defenderOrderBy = "honour";
     }
     assertDefenderError(await list(NAME, "?$top=1&$top=2"), 400, "ODataError", /more than once/);
     assert.equal(idsOf(await list(NAME, "?tid=anything&$top=1")).length, 1, "parameters without $ are ignored");
@@ -444,25 +452,64 @@ describe("PATCH", () => {
     assert.equal(counters["graph.get"], 1);
   });
 
-  it("accepts every classification and determination spelling of reference 1.8", async () => {
-    for (const classification of ["Unknown", "TruePositive", "InformationalExpectedActivity", "FalsePositive", "truePositive"]) {
+  it("accepts the writable classifications, and TruePositive's determinations in every documented spelling", async () => {
+    for (const classification of ["TruePositive", "InformationalExpectedActivity", "FalsePositive", "truePositive"]) {
       const response = await patch({ classification });
       assert.equal(response.status, 200, `${classification}: ${response.text}`);
       assert.equal(response.json.classification.toLowerCase(), classification.toLowerCase());
     }
+    // The update page's names and the api-incident page's (unconfirmed which the live service takes: both).
     const spellings: Record<string, string> = {
-      NotAvailable: "NotAvailable", Apt: "Apt", Malware: "Malware", SecurityPersonnel: "SecurityPersonnel",
-      SecurityTesting: "SecurityTesting", UnwantedSoftware: "UnwantedSoftware", Other: "Other",
-      MultiStagedAttack: "MultiStagedAttack", MaliciousUserActivity: "MaliciousUserActivity",
-      CompromisedAccount: "CompromisedUser", CompromisedUser: "CompromisedUser", Phishing: "Phishing",
-      LineOfBusinessApplication: "LineOfBusinessApplication", ConfirmedActivity: "ConfirmedUserActivity",
-      ConfirmedUserActivity: "ConfirmedUserActivity", Clean: "Clean", NoEnoughDataToValidate: "InsufficientData",
-      InsufficientData: "InsufficientData",
+      MultiStagedAttack: "MultiStagedAttack", MaliciousUserActivity: "MaliciousUserActivity", CompromisedAccount: "CompromisedUser",
+      CompromisedUser: "CompromisedUser", Malware: "Malware", Phishing: "Phishing", UnwantedSoftware: "UnwantedSoftware", Other: "Other",
     };
     for (const [sent, printed] of Object.entries(spellings)) {
-      const response = await patch({ determination: sent });
+      const response = await patch({ classification: "TruePositive", determination: sent });
       assert.equal(response.status, 200, `${sent}: ${response.text}`);
+      assert.equal(response.json.classification, "TruePositive");
       assert.equal(response.json.determination, printed, sent);
+    }
+  });
+
+  it("refuses a determination without classification TruePositive, and classification Unknown, like the update page", async () => {
+    const before = { ...store.get(tenant(NAME).id, target.incidentId)! };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ classification: "Unknown" }, /'Unknown' is not a classification an update can set/],
+      [{ determination: "Malware" }, /only together with classification 'TruePositive'/],
+      [{ classification: "FalsePositive", determination: "Clean" }, /only together with classification 'TruePositive'/],
+      [{ classification: "InformationalExpectedActivity", determination: "SecurityTesting" }, /only together with classification 'TruePositive'/],
+      [{ classification: "TruePositive", determination: "Clean" }, /'Clean' is not a determination of classification 'TruePositive'.*CompromisedAccount/],
+      [{ classification: "TruePositive", determination: "NotAvailable" }, /'NotAvailable' is not a determination/],
+      [{ classification: "TruePositive", determination: "Apt", status: "Resolved" }, /'Apt' is not a determination/],
+    ];
+    for (const [body, message] of cases) assertDefenderError(await patch(body), 400, "InvalidInput", message);
+    const after = store.get(tenant(NAME).id, target.incidentId)!;
+    assert.deepEqual(
+      [after.classification, after.determination, after.status, after.lastUpdateTime],
+      [before.classification, before.determination, before.status, before.lastUpdateTime],
+      "a refused PATCH changes nothing",
+    );
+    assert.equal(ctx.counterSnapshot().byEndpoint["defender.patch"], cases.length, "each refusal was a call");
+  });
+
+  it("can enforce the page's per-classification lists instead (defenderDeterminationRule: byClassification)", async () => {
+    ctx.options.defenderDeterminationRule = "byClassification";
+    try {
+      let response = await patch({ classification: "FalsePositive", determination: "NoEnoughDataToValidate" });
+      assert.equal(response.status, 200, response.text);
+      assert.equal(response.json.determination, "InsufficientData");
+      response = await patch({ classification: "InformationalExpectedActivity", determination: "ConfirmedActivity" });
+      assert.equal(response.status, 200, response.text);
+      assert.equal(response.json.determination, "ConfirmedUserActivity");
+      // Without a classification in the body, the incident's current one decides.
+      response = await patch({ determination: "SecurityTesting" });
+      assert.equal(response.status, 200, response.text);
+      assert.equal(response.json.determination, "SecurityTesting");
+      assertDefenderError(await patch({ determination: "Malware" }), 400, "InvalidInput", /'Malware' is not a determination of classification 'InformationalExpectedActivity'/);
+      assertDefenderError(await patch({ classification: "FalsePositive", determination: "Phishing" }), 400, "InvalidInput", /Clean, NoEnoughDataToValidate, Other/);
+      assertDefenderError(await patch({ classification: "Unknown" }), 400, "InvalidInput");
+    } finally {
+      ctx.options.defenderDeterminationRule = "truePositiveOnly";
     }
   });
 

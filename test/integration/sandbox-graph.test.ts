@@ -295,6 +295,39 @@ describe("query options", () => {
     assertGraphError(await list(AW, "?$expand=comments"), 400, "BadRequest", /only 'alerts'/);
   });
 
+  it("$expand=alerts on the LIST of a tenant above graphExpandFailsAbove answers 500 in Graph's shape; without it, 200", async () => {
+    // Reported of large tenants (elastic/integrations#18144): the expanded list fails every time, whatever
+    // the page or filter, while the same list without $expand works. The real threshold is unknown.
+    const aw = tenant(AW); // 300 incidents
+    assert.equal(ctx.graphExpandFailsAbove(aw.id), 1000, "the default threshold");
+    const set = await t.call("PUT", `/_sandbox/tenants/${aw.id}/graph-expand`, { json: { failsAbove: 299 } });
+    assert.equal(set.status, 200, set.text);
+    assert.deepEqual(set.json, { tenantId: aw.id, failsAbove: 299 });
+    try {
+      assertGraphError(await list(AW, "?$expand=alerts&$top=3"), 500, "InternalServerError");
+      assertGraphError(await list(AW, `?$top=1&$expand=alerts&$filter=${encodeURIComponent("lastUpdateDateTime ge 2000-01-01T00:00:00Z")}`), 500, "InternalServerError");
+      const plain = await list(AW, "?$top=3");
+      assert.equal(plain.status, 200, plain.text);
+      assert.equal(plain.json.value.length, 3);
+      for (const item of plain.json.value) assert.equal(item.alerts, undefined, "no alerts without $expand");
+      // One incident's $expand=alerts keeps working (assumed: nothing reports it failing).
+      const one = await t.call("GET", `/v1.0/security/incidents/${plain.json.value[0].id}?$expand=alerts`, { token: await token(AW) });
+      assert.equal(one.status, 200, one.text);
+      assert.ok(Array.isArray(one.json.alerts));
+      // Smaller tenants are unaffected; at the threshold itself the list still works.
+      assert.equal((await list("Contoso Ltd", "?$expand=alerts&$top=1")).status, 200);
+      await t.call("PUT", `/_sandbox/tenants/${aw.id}/graph-expand`, { json: { failsAbove: 300 } });
+      assert.equal((await list(AW, "?$expand=alerts&$top=1")).status, 200);
+      assert.equal((await t.call("PUT", `/_sandbox/tenants/${aw.id}/graph-expand`, { json: { failsAbove: -1 } })).status, 400);
+    } finally {
+      const reset = await t.call("DELETE", `/_sandbox/tenants/${aw.id}/graph-expand`);
+      assert.deepEqual(reset.json, { tenantId: aw.id, failsAbove: 1000 });
+    }
+    ctx.setGraphExpandFailsAbove(aw.id, null);
+    assert.equal(ctx.graphExpandFailsAbove(aw.id), null, "null: never fails");
+    ctx.setGraphExpandFailsAbove(aw.id, undefined);
+  });
+
   it("$select narrows the properties and the context", async () => {
     const response = await list(AW, "?$select=severity,id,status&$top=3");
     assert.equal(response.json["@odata.context"], `${METADATA}(id,status,severity)`);
@@ -338,7 +371,8 @@ describe("$filter", () => {
       ["classification eq 'truePositive'", (r) => r.classification === "TruePositive"],
       ["classification ne 'unknown'", (r) => r.classification !== "Unknown"],
       ["determination eq 'unknown'", (r) => r.determination === "NotAvailable"],
-      ["determination eq 'clean'", (r) => r.determination === "Clean"],
+      ["determination eq 'notMalicious'", (r) => r.determination === "Clean"],
+      ["determination eq 'compromisedAccount'", (r) => r.determination === "CompromisedUser"],
       [`assignedTo eq '${assignee}'`, (r) => r.assignedTo === assignee],
       ["assignedTo eq null", (r) => r.assignedTo === null],
       [`createdDateTime ge ${trimIso(pivot.createdTime)}`, (r) => r.createdTime >= pivot.createdTime],
@@ -359,6 +393,9 @@ describe("$filter", () => {
     assertGraphError(await q("displayName eq 'x'"), 400, "BadRequest", /^Invalid filter clause: .*'displayName'/);
     assertGraphError(await q("lastUpdateTime gt 2024-01-01T00:00:00Z"), 400, "BadRequest", /lastUpdateTime/);
     assertGraphError(await q("status eq 'closed'"), 400, "BadRequest", /'closed' is not a valid enumeration type constant/);
+    // The api-incident page's prose names are not members of alertDetermination.
+    assertGraphError(await q("determination eq 'clean'"), 400, "BadRequest", /'clean' is not a valid enumeration type constant/);
+    assertGraphError(await q("determination eq 'compromisedUser'"), 400, "BadRequest", /'compromisedUser' is not a valid enumeration type constant/);
     assertGraphError(await q("severity eq"), 400, "BadRequest", /Invalid filter clause/);
   });
 });
@@ -383,7 +420,7 @@ describe("PATCH and comments", () => {
       status: "inProgress",
       assignedTo: "Crosswatch Partner App (sandbox)",
       classification: "truePositive",
-      determination: "compromisedUser",
+      determination: "compromisedAccount",
       customTags: ["Demo", "Escalated"],
       description: "Attacker used a phished session cookie.",
       displayName: "Token theft on one user",
@@ -398,7 +435,7 @@ describe("PATCH and comments", () => {
     assert.equal(response.json.status, "inProgress");
     assert.equal(response.json.assignedTo, "Crosswatch Partner App (sandbox)");
     assert.equal(response.json.classification, "truePositive");
-    assert.equal(response.json.determination, "compromisedUser");
+    assert.equal(response.json.determination, "compromisedAccount");
     assert.deepEqual(response.json.customTags, ["Demo", "Escalated"]);
     assert.equal(response.json.severity, "high");
     assert.equal(response.json.displayName, "Token theft on one user");
@@ -468,6 +505,34 @@ describe("PATCH and comments", () => {
     assertGraphError(await patch({ status: "active" }, 1), 404, "NotFound");
     assertGraphError(await t.call("DELETE", `/v1.0/security/incidents/${target.incidentId}`, { token: await token(NAME) }), 405, "Request_BadRequest");
     assert.equal(store.get(tenant(NAME).id, target.incidentId)!.status, "InProgress", "nothing was changed");
+  });
+
+  it("validates enum values against Graph's published types: the resource page's prose names are a 400", async () => {
+    const before = { ...store.get(tenant(NAME).id, target.incidentId)! };
+    for (const determination of ["compromisedUser", "clean", "insufficientData", "confirmedUserActivity", "NoEnoughDataToValidate", "NotAvailable", "unknownFutureValue"]) {
+      assertGraphError(
+        await patch({ determination }),
+        400,
+        "BadRequest",
+        `Cannot convert the literal '${determination}' to the expected type 'microsoft.graph.security.alertDetermination'.`,
+      );
+    }
+    assertGraphError(await patch({ severity: "unSpecified" }), 400, "BadRequest", /alertSeverity/);
+    assertGraphError(await patch({ classification: "unknownFutureValue" }), 400, "BadRequest", /alertClassification/);
+    assertGraphError(await patch({ status: "unknownFutureValue" }), 400, "BadRequest", /incidentStatus/);
+    const after = store.get(tenant(NAME).id, target.incidentId)!;
+    assert.equal(after.determination, before.determination, "nothing was changed");
+    assert.equal(after.lastUpdateTime, before.lastUpdateTime, "nothing was changed");
+
+    // Every member of the type is accepted and printed back as sent.
+    ctx.resetCounters(true); // stay under this file's small rate limit
+    const published = ["unknown", "apt", "malware", "securityPersonnel", "securityTesting", "unwantedSoftware", "other", "multiStagedAttack",
+      "compromisedAccount", "phishing", "maliciousUserActivity", "notMalicious", "notEnoughDataToValidate", "confirmedActivity", "lineOfBusinessApplication"];
+    for (const determination of published) {
+      const response = await patch({ determination });
+      assert.equal(response.status, 200, `${determination}: ${response.text}`);
+      assert.equal(response.json.determination, determination);
+    }
   });
 });
 

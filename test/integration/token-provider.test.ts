@@ -112,19 +112,19 @@ describe("token provider against the sandbox", () => {
       const before = tokenCalls(contoso.id);
       const defender = await p.getToken(contoso.id, "defender");
       assert.equal(defender.fromCache, false);
-      assert.equal(defender.claims.tid, contoso.id);
-      assert.equal(defender.claims.aud, DEFENDER);
-      assert.equal(defender.claims.iss, `https://sts.windows.net/${contoso.id}/`);
-      assert.equal(defender.claims.appId, t.sandbox.clientId);
-      assert.equal(defender.claims.oid, contoso.servicePrincipalId);
-      assert.equal(defender.claims.idtyp, "app");
-      assert.deepEqual(defender.claims.roles, ["Incident.ReadWrite.All"]);
+      assert.equal(defender.claims!.tid, contoso.id);
+      assert.equal(defender.claims!.aud, DEFENDER);
+      assert.equal(defender.claims!.iss, `https://sts.windows.net/${contoso.id}/`);
+      assert.equal(defender.claims!.appId, t.sandbox.clientId);
+      assert.equal(defender.claims!.oid, contoso.servicePrincipalId);
+      assert.equal(defender.claims!.idtyp, "app");
+      assert.deepEqual(defender.claims!.roles, ["Incident.ReadWrite.All"]);
       assert.ok(Math.abs(defender.expiresOn.getTime() - (Date.now() + 3599_000)) < 5_000);
       assert.equal(decodeJwt(defender.accessToken).appidacr, "1");
 
       const graph = await p.getToken(contoso.id, "graph");
-      assert.equal(graph.claims.aud, GRAPH);
-      assert.deepEqual(graph.claims.roles, ["SecurityIncident.ReadWrite.All"]);
+      assert.equal(graph.claims!.aud, GRAPH);
+      assert.deepEqual(graph.claims!.roles, ["SecurityIncident.ReadWrite.All"]);
       assert.equal(tokenCalls(contoso.id), before + 2);
 
       const again = await p.getToken(contoso.id, "defender");
@@ -138,8 +138,8 @@ describe("token provider against the sandbox", () => {
       for (const sendCertificateChain of [false, true]) {
         const p = await provider({ credential: { kind: "certificate", clientId: t.sandbox.clientId, certificatePath }, sendCertificateChain });
         const token = await p.getToken(fabrikam.id, "defender");
-        assert.equal(token.claims.tid, fabrikam.id);
-        assert.deepEqual(token.claims.roles, ["Incident.ReadWrite.All"]);
+        assert.equal(token.claims!.tid, fabrikam.id);
+        assert.deepEqual(token.claims!.roles, ["Incident.ReadWrite.All"]);
         assert.equal(decodeJwt(token.accessToken).appidacr, "2", "certificate credential");
       }
     });
@@ -153,7 +153,7 @@ describe("token provider against the sandbox", () => {
       const first = await round();
       assert.equal(tokenCalls(), 20);
       for (const x of tenants) assert.equal(tokenCalls(x.id), 1, x.displayName);
-      first.forEach((token, i) => assert.equal(token.claims.tid, tenants[i % 20]!.id));
+      first.forEach((token, i) => assert.equal(token.claims!.tid, tenants[i % 20]!.id));
       const second = await round();
       assert.equal(tokenCalls(), 20, "repeating costs no token call");
       assert.ok(second.every((token) => token.fromCache));
@@ -182,7 +182,7 @@ describe("token provider against the sandbox", () => {
       assert.equal(renewed.fromCache, false);
       assert.notEqual(renewed.accessToken, first.accessToken);
       assert.equal(tokenCalls(woodgrove.id), before + 1, "one renewal call");
-      assert.ok(renewed.claims.iat >= first.claims.iat + 3400);
+      assert.ok(renewed.claims!.iat >= first.claims!.iat + 3400);
       assert.ok(renewed.expiresOn.getTime() - ctx.now() > 3500_000);
       assert.equal((await p.getToken(woodgrove.id, "defender")).accessToken, renewed.accessToken);
       assert.equal(tokenCalls(woodgrove.id), before + 1);
@@ -240,7 +240,7 @@ describe("token provider against the sandbox", () => {
       const error = await failure(p.getToken(proseware.id, "defender"), "RESOURCE_NOT_PROVISIONED");
       assert.equal(error.aadsts, 500011);
       const graph = await p.getToken(proseware.id, "graph");
-      assert.deepEqual(graph.claims.roles, ["SecurityIncident.ReadWrite.All"]);
+      assert.deepEqual(graph.claims!.roles, ["SecurityIncident.ReadWrite.All"]);
     });
 
     it("token endpoint 503 → TOKEN_ENDPOINT_UNAVAILABLE, and no call during MSAL's 60 s back-off", async () => {
@@ -257,7 +257,7 @@ describe("token provider against the sandbox", () => {
       assert.ok(refused.retryAfterSeconds! <= 60 && refused.retryAfterSeconds! > 50);
       assert.equal(tokenCalls(northwind.id), before);
       // The other resource has its own window.
-      assert.equal((await p.getToken(northwind.id, "graph")).claims.tid, northwind.id);
+      assert.equal((await p.getToken(northwind.id, "graph")).claims!.tid, northwind.id);
     });
 
     it("token endpoint 429 → THROTTLED with Retry-After; refused locally until it passes", async () => {
@@ -272,7 +272,7 @@ describe("token provider against the sandbox", () => {
       assert.equal((await failure(p.getToken(adventure.id, "defender"), "THROTTLED")).retryAfterSeconds, 1);
       assert.equal(tokenCalls(adventure.id), before, "Retry-After respected without a call");
       await new Promise((resolve) => setTimeout(resolve, 1_100));
-      assert.equal((await p.getToken(adventure.id, "defender")).claims.tid, adventure.id);
+      assert.equal((await p.getToken(adventure.id, "defender")).claims!.tid, adventure.id);
       assert.equal(tokenCalls(adventure.id), before + 1);
     });
 
@@ -284,7 +284,7 @@ describe("token provider against the sandbox", () => {
       const error = await failure(p.getToken(litware.id, "defender"), "TOKEN_ENDPOINT_UNAVAILABLE");
       assert.ok(Date.now() - started < 3_000);
       assert.equal(error.retryAfterSeconds, undefined);
-      assert.equal((await p.getToken(litware.id, "defender")).claims.tid, litware.id, "the next call goes through");
+      assert.equal((await p.getToken(litware.id, "defender")).claims!.tid, litware.id, "the next call goes through");
     });
 
     it("a mangled answer → TOKEN_ENDPOINT_UNAVAILABLE; not remembered", async () => {
@@ -292,7 +292,7 @@ describe("token provider against the sandbox", () => {
       const p = await provider();
       t.sandbox.context.setFault(trey.id, { kind: "malformed-json", endpoints: ["token"], times: 1 });
       await failure(p.getToken(trey.id, "defender"), "TOKEN_ENDPOINT_UNAVAILABLE");
-      assert.equal((await p.getToken(trey.id, "defender")).claims.tid, trey.id);
+      assert.equal((await p.getToken(trey.id, "defender")).claims!.tid, trey.id);
     });
 
     it("an aborted wait rejects at once while the shared call finishes for the others", async () => {
@@ -303,7 +303,7 @@ describe("token provider against the sandbox", () => {
         const impatient = p.getToken(tailspin.id, "defender", AbortSignal.timeout(50));
         const patient = p.getToken(tailspin.id, "defender");
         await assert.rejects(impatient, { name: "TimeoutError" });
-        assert.equal((await patient).claims.tid, tailspin.id);
+        assert.equal((await patient).claims!.tid, tailspin.id);
         assert.equal(p.inner.stats().acquisitions, 1);
       } finally {
         t.sandbox.context.latency = undefined;

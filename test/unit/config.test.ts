@@ -42,6 +42,12 @@ describe("loadConfig", () => {
     });
   });
 
+  it("reads at most 100 list pages per tenant refresh by default", () => {
+    assert.equal(loadConfig({}).incidents.pagesPerRefresh, 100);
+    assert.equal(loadConfig({ INCIDENT_PAGES_PER_REFRESH: "20" }).incidents.pagesPerRefresh, 20);
+    assert.throws(() => loadConfig({ INCIDENT_PAGES_PER_REFRESH: "0" }), /INCIDENT_PAGES_PER_REFRESH/);
+  });
+
   it("remembers lasting tenant failures for 60 s by default; 0 turns it off", () => {
     assert.equal(loadConfig({}).incidents.failureMemorySeconds, 60);
     assert.equal(loadConfig({ TENANT_FAILURE_MEMORY_SECONDS: "0" }).incidents.failureMemorySeconds, 0);

@@ -9,7 +9,7 @@ const DEFAULT_REDIRECT = "http://localhost:4000/consent/callback";
 const links = new ConsentLinks({
   authorityHost: "https://login.example",
   clientId: "00001111-aaaa-2222-bbbb-3333cccc4444",
-  defenderResource: "https://api.security.microsoft.com",
+  defaultBackend: "defender",
   defaultRedirectUri: () => DEFAULT_REDIRECT,
   extraRedirectUris: ["https://portal.partner.example/consent/return"],
   stateKey: KEY,
@@ -59,5 +59,20 @@ describe("consent link states", () => {
         return true;
       });
     }
+  });
+
+  it("asks a v2 link for the .default of the tenant's backend only, default INCIDENTS_BACKEND; a v1 link names none", async () => {
+    const scopeOf = (url: string) => new URL(url).searchParams.get("scope");
+    const byDefault = await links.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, minter: MINTER });
+    assert.equal(scopeOf(byDefault.url), "https://api.security.microsoft.com/.default");
+    assert.equal(byDefault.backend, "defender");
+    assert.deepEqual(byDefault.permissions.map((p) => p.role), ["Incident.ReadWrite.All"]);
+    const graph = await links.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "graph", minter: MINTER });
+    assert.equal(scopeOf(graph.url), "https://graph.microsoft.com/.default");
+    assert.deepEqual(graph.permissions.map((p) => p.role), ["SecurityIncident.ReadWrite.All"]);
+    const v1 = await links.create({ flow: "LEGACY_V1", backend: "graph", minter: MINTER });
+    assert.equal(scopeOf(v1.url), null);
+    assert.equal(v1.backend, null);
+    assert.equal(v1.permissions.length, 2, "v1 consent covers every permission the app requires");
   });
 });

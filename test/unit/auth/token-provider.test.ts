@@ -77,7 +77,7 @@ describe("MsalTokenProvider (fake MSAL client)", () => {
     const { client, provider } = setup();
     const first = await provider.getToken(TENANT.toUpperCase(), "defender");
     assert.equal(first.fromCache, false);
-    assert.equal(first.claims.tid, TENANT);
+    assert.equal(first.claims!.tid, TENANT);
     assert.match(first.fingerprint, /^[0-9a-f]{12}$/);
     assert.equal(client.requests.length, 1);
     assert.equal(client.requests[0]!.authority, `${HOST}/${TENANT}`);
@@ -128,7 +128,7 @@ describe("MsalTokenProvider (fake MSAL client)", () => {
 
     client.respond = async (_r, tenant) => result(await jwt(tenant, Date.now()), false, new Date(Date.now() + HOUR));
     const token = await provider.getToken(TENANT, "defender");
-    assert.equal(token.claims.tid, TENANT);
+    assert.equal(token.claims!.tid, TENANT);
     assert.equal(client.requests[1]!.skipCache, true, "the foreign token MSAL cached is bypassed");
   });
 
@@ -162,7 +162,7 @@ describe("MsalTokenProvider (fake MSAL client)", () => {
     controller.abort(new DOMException("deadline", "TimeoutError"));
     await assert.rejects(impatient, (e: unknown) => e instanceof DOMException && e.name === "TimeoutError");
     gate.resolve();
-    assert.equal((await patient).claims.tid, TENANT);
+    assert.equal((await patient).claims!.tid, TENANT);
     assert.equal(client.requests.length, 1);
     await assert.rejects(provider.getToken(TENANT, "defender", { signal: AbortSignal.abort() }), { name: "AbortError" });
   });
@@ -206,11 +206,41 @@ describe("MsalTokenProvider (fake MSAL client)", () => {
     assert.equal(client.requests.length, 2);
     client.respond = async () => result("", false, null);
     await assert.rejects(provider.getToken(TENANT, "defender"), { code: "TOKEN_ENDPOINT_UNAVAILABLE" });
-    client.respond = async () => result("definitely-not-a-jwt", false, new Date(Date.now() + HOUR));
-    await assert.rejects(provider.getToken(TENANT, "defender"), { code: "TOKEN_ENDPOINT_UNAVAILABLE" });
     client.respond = async () => null;
     await assert.rejects(provider.getToken(TENANT, "defender"), { code: "TOKEN_ENDPOINT_UNAVAILABLE" });
-    assert.equal(provider.stats().failures, 5);
+    assert.equal(provider.stats().failures, 4);
+  });
+
+  it("uses a token that is not a readable JWT: no claims, expiry from MSAL's expiresOn, no failure", async () => {
+    const clock = { now: 50_000_000 };
+    const { client, provider } = setup({ clock });
+    const opaque = "EwBwA8l6BAAUO9chh8cJscQLmU+LSWpbnr0vmwwAAdefinitely.not-a-jwt";
+    client.respond = async () => result(opaque, false, new Date(Date.now() + HOUR));
+    const token = await provider.getToken(TENANT, "defender");
+    assert.equal(token.accessToken, opaque);
+    assert.equal(token.claims, undefined);
+    assert.equal(token.expiresOn.getTime(), clock.now + HOUR);
+    // Held like any other token until the refresh margin.
+    clock.now += HOUR - 6 * 60_000;
+    assert.equal((await provider.getToken(TENANT, "defender")).fromCache, true);
+    assert.equal(client.requests.length, 1);
+    clock.now += 2 * 60_000;
+    await provider.getToken(TENANT, "defender");
+    assert.equal(client.requests.length, 2);
+    assert.equal(provider.stats().failures, 0);
+  });
+
+  it("gives an opaque token without expiresOn a short life instead of trusting it for an hour", async () => {
+    const clock = { now: 60_000_000 };
+    const { client, provider } = setup({ clock });
+    client.respond = async () => result("opaque-token-without-expiry", false, null);
+    const token = await provider.getToken(TENANT, "defender");
+    assert.equal(token.claims, undefined);
+    // Five minutes' refresh margin plus one: renewed on the first call after a minute.
+    assert.equal(token.expiresOn.getTime(), clock.now + 6 * 60_000);
+    clock.now += 61_000;
+    await provider.getToken(TENANT, "defender");
+    assert.equal(client.requests.length, 2);
   });
 
   it("refuses locally while MSAL backs off after a 429, then tries again", async () => {

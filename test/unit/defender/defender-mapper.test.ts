@@ -39,8 +39,8 @@ describe("Defender mapper: captured list (demisto, 2021)", () => {
     assert.equal(i.description, null);
     assert.deepEqual(i.tags, []);
     assert.deepEqual(i.comments, []);
-    assert.equal(i.alerts.length, 1);
-    const a = i.alerts[0]!;
+    assert.equal(i.alerts!.length, 1);
+    const a = i.alerts![0]!;
     assert.equal(a.alertId, "alertId");
     assert.equal(a.title, "Impossible travel activity");
     assert.equal(a.severity, "MEDIUM");
@@ -61,8 +61,8 @@ describe("Defender mapper: captured list (demisto, 2021)", () => {
   it("maps MDE devices from mdatpDeviceId, osBuild as a number", () => {
     const i = byId.get("262")!;
     assert.equal(i.severity, "INFORMATIONAL");
-    assert.equal(i.alerts.length, 12);
-    const device = i.alerts[0]!.devices[0]!;
+    assert.equal(i.alerts!.length, 12);
+    const device = i.alerts![0]!.devices[0]!;
     assert.deepEqual(device, {
       deviceId: "mdatpDeviceId",
       aadDeviceId: null,
@@ -73,7 +73,7 @@ describe("Defender mapper: captured list (demisto, 2021)", () => {
       healthStatus: "Active",
       firstSeen: new Date("2020-02-20T14:44:11.462Z"),
     });
-    assert.equal(i.alerts[0]!.detectionSource, "AutomatedInvestigation");
+    assert.equal(i.alerts![0]!.detectionSource, "AutomatedInvestigation");
   });
 
   it("maps redirected incidents: UnSpecified severity is UNKNOWN, the redirect id a string", () => {
@@ -100,9 +100,9 @@ describe("Defender mapper: captured PATCH answer ($entity)", () => {
     assert.equal(i.severity, "INFORMATIONAL");
     assert.deepEqual(i.tags, ["test1", "test2"]);
     assert.equal(i.lastUpdateTime.toISOString(), "2021-04-27T08:30:46.746Z");
-    assert.equal(i.alerts.length, 12);
-    assert.ok(i.alerts.every((a) => a.status === "Resolved"));
-    assert.equal(i.alerts[0]!.lastUpdateTime?.toISOString(), "2021-04-27T08:30:46.820Z");
+    assert.equal(i.alerts!.length, 12);
+    assert.ok(i.alerts!.every((a) => a.status === "Resolved"));
+    assert.equal(i.alerts![0]!.lastUpdateTime?.toISOString(), "2021-04-27T08:30:46.820Z");
   });
 
   it("reads the literal 'Unassigned' as nobody", () => {
@@ -123,7 +123,7 @@ describe("Defender mapper: captured trimmed record with entities", () => {
     assert.equal(i.assignedTo, null);
     assert.equal(i.createdTime.toISOString(), "2026-04-30T00:19:48.170Z");
     assert.equal(i.lastUpdateTime.toISOString(), "2026-04-30T00:19:48.170Z");
-    const a = i.alerts[0]!;
+    const a = i.alerts![0]!;
     assert.equal(a.alertId, "dc3ad2104b-aa8f-3dbe-420f-0af3fe224e02");
     assert.equal(a.serviceSource, "MicrosoftDefenderForCloud");
     assert.equal(a.detectionSource, "DefenderForDatabases");
@@ -133,7 +133,7 @@ describe("Defender mapper: captured trimmed record with entities", () => {
   });
 
   it("maps sparse entities with a display value and the rest as properties", () => {
-    const [ip, user] = i.alerts[0]!.entities;
+    const [ip, user] = i.alerts![0]!.entities;
     assert.deepEqual(ip, { type: "Ip", verdict: "Suspicious", remediationStatus: null, displayValue: "192.0.2.1", properties: { ipAddress: "192.0.2.1" } });
     assert.equal(user!.type, "User");
     assert.equal(user!.displayValue, "username@domain");
@@ -167,7 +167,7 @@ describe("Defender mapper: tolerance and shape errors", () => {
       },
       TENANT,
     );
-    const [mailbox, process, other] = i.alerts[0]!.entities;
+    const [mailbox, process, other] = i.alerts![0]!.entities;
     assert.equal(mailbox!.type, "Mailbox");
     assert.equal(mailbox!.displayValue, "ceo@contoso.com");
     assert.deepEqual(Object.keys(mailbox!.properties).sort(), ["mailboxAddress", "mailboxDisplayName"]);

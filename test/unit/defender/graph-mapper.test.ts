@@ -12,7 +12,7 @@ import { loadCaptured } from "../../helpers/captured-fixtures.js";
 const TENANT = "22222222-2222-2222-2222-222222222222";
 
 describe("Graph mapper: captured bodies (demisto, 2024)", () => {
-  it("maps the list: string ids, lowerCamel enums, customTags/systemTags, no alerts", () => {
+  it("maps the list: string ids, lowerCamel enums, customTags/systemTags, alerts not loaded", () => {
     const page = mapGraphIncidentPage(loadCaptured("graph-incidents-list.demisto.json"), TENANT);
     assert.equal(page.nextLink, undefined);
     assert.equal(page.incidents.length, 2);
@@ -33,7 +33,7 @@ describe("Graph mapper: captured bodies (demisto, 2024)", () => {
       systemTags: [],
       description: null,
       comments: [],
-      alerts: [],
+      alerts: null, // listed without $expand=alerts: not loaded, which is not "none"
       incidentUri: "https://security.microsoft.com/incidents/",
       redirectIncidentId: null,
     } satisfies Incident);
@@ -46,6 +46,7 @@ describe("Graph mapper: captured bodies (demisto, 2024)", () => {
   it("maps a GET $entity body", () => {
     const i = mapGraphIncident(loadCaptured("graph-incident-get.demisto.json"), TENANT);
     assert.equal(i.incidentId, "12345");
+    assert.equal(i.alerts, null, "no alerts key: not loaded");
     assert.equal(i.name, "Exfiltration incident involving multiple users");
     assert.equal(i.createdTime.toISOString(), "2024-02-07T09:22:33.690Z");
     assert.equal(i.incidentUri, "https://security.microsoft.com/incidents/123-123");
@@ -114,7 +115,7 @@ describe("Graph mapper: tolerance", () => {
       },
       TENANT,
     );
-    const alert = i.alerts[0]!;
+    const alert = i.alerts![0]!;
     assert.equal(alert.severity, "HIGH");
     assert.deepEqual(alert.devices, [
       { deviceId: "abc", aadDeviceId: null, dnsName: "pc1.contoso.local", osPlatform: null, osBuild: 22631, riskScore: "High", healthStatus: null, firstSeen: new Date("2023-01-01T00:00:00Z") },
@@ -131,6 +132,12 @@ describe("Graph mapper: tolerance", () => {
     assert.equal(app!.displayValue, "Dropbox");
     assert.equal(app!.properties.appId, "12");
     assert.equal(bare!.type, "Evidence");
+  });
+
+  it("tells alerts not loaded (no key) from none (an expanded empty list)", () => {
+    const minimal = { id: "9", createdDateTime: "2024-01-01T00:00:00Z" };
+    assert.equal(mapGraphIncident(minimal, TENANT).alerts, null);
+    assert.deepEqual(mapGraphIncident({ ...minimal, alerts: [] }, TENANT).alerts, []);
   });
 
   it("fails on what cannot be mapped", () => {
@@ -160,7 +167,7 @@ describe("both mappers read one sandbox incident the same", () => {
         backend: undefined,
         systemTags: undefined,
         description: undefined,
-        alerts: i.alerts.map((a) => ({
+        alerts: i.alerts!.map((a) => ({
           ...a,
           serviceSource: undefined,
           detectionSource: undefined,
@@ -168,7 +175,7 @@ describe("both mappers read one sandbox incident the same", () => {
         })),
       });
       assert.deepEqual(comparable(graph), comparable(legacy), `incident ${record.incidentId}`);
-      entities += legacy.alerts.reduce((n, a) => n + a.entities.length, 0);
+      entities += legacy.alerts!.reduce((n, a) => n + a.entities.length, 0);
     }
     assert.ok(entities > 100, "the sample has entities to compare");
   });
@@ -186,7 +193,7 @@ describe("Graph PATCH requests", () => {
         comment: "escalated",
       }),
       {
-        body: { status: "inProgress", assignedTo: "ana@contoso.com", classification: "truePositive", determination: "compromisedUser", customTags: ["p1"] },
+        body: { status: "inProgress", assignedTo: "ana@contoso.com", classification: "truePositive", determination: "compromisedAccount", customTags: ["p1"] },
         comment: { "@odata.type": "microsoft.graph.security.alertComment", comment: "escalated" },
       },
     );
@@ -199,7 +206,9 @@ describe("Graph PATCH requests", () => {
       determination: "unknown",
       classification: "informationalExpectedActivity",
     });
-    assert.deepEqual(toGraphPatchRequests({ determination: "NOT_MALICIOUS" }).body, { determination: "clean" });
+    assert.deepEqual(toGraphPatchRequests({ determination: "NOT_MALICIOUS" }).body, { determination: "notMalicious" });
+    assert.deepEqual(toGraphPatchRequests({ determination: "NOT_ENOUGH_DATA_TO_VALIDATE" }).body, { determination: "notEnoughDataToValidate" });
+    assert.deepEqual(toGraphPatchRequests({ determination: "CONFIRMED_USER_ACTIVITY" }).body, { determination: "confirmedActivity" });
     assert.equal(toGraphPatchRequests({ status: "RESOLVED" }).comment, undefined);
   });
 });

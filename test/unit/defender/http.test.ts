@@ -150,29 +150,42 @@ describe("IncidentsHttp", () => {
 });
 
 describe("next links", () => {
-  it("Defender: follows a nextLink when one is sent", async () => {
+  it("Defender: a refused $orderby falls back to offset paging (next links followed), and is not asked again", async () => {
     const agent = mock();
     const pool = agent.get(DEFENDER);
     const item = (id: number) => ({ incidentId: id, createdTime: "2024-01-01T00:00:00Z", lastUpdateTime: "2024-01-01T00:00:00Z" });
-    pool.intercept({ path: query("/api/incidents", "$top=2") }).reply(200, JSON.stringify({ value: [item(1), item(2)], "@odata.nextLink": `${DEFENDER}/api/incidents?page=2` }));
+    const refused = JSON.stringify({ error: { code: "ODataError", message: "The query parameter '$orderby' is not supported." } });
+    pool.intercept({ path: (p) => query("/api/incidents", "$top=2")(p) && decodeURIComponent(p.replace(/\+/g, " ")).includes("$orderby=lastUpdateTime asc") }).reply(400, refused);
+    pool.intercept({ path: (p) => query("/api/incidents", "$top=2")(p) && !p.includes("orderby") }).reply(200, JSON.stringify({ value: [item(1), item(2)], "@odata.nextLink": `${DEFENDER}/api/incidents?page=2` }));
     pool.intercept({ path: "/api/incidents?page=2" }).reply(200, JSON.stringify({ value: [item(2), item(3)] }));
     const client = new DefenderIncidentsClient({ baseUrl: DEFENDER, dispatcher: agent, tokenProvider: fakeTokens(), pageSize: 2 });
     const result = await client.listIncidents(TENANT);
     assert.deepEqual(result.incidents.map((i) => i.incidentId).sort(), ["1", "2", "3"]);
-    assert.equal(result.calls, 2);
+    assert.equal(result.paging, "offset");
+    assert.equal(result.complete, true);
+    // The second list goes straight to offset paging: an $orderby request would find no interceptor.
+    pool.intercept({ path: (p) => query("/api/incidents", "$top=2")(p) && !p.includes("orderby") }).reply(200, JSON.stringify({ value: [item(4)] }));
+    const again = await client.listIncidents(TENANT);
+    assert.deepEqual(again.incidents.map((i) => i.incidentId), ["4"]);
   });
 
-  it("Graph: refuses a nextLink to another origin, and a loop", async () => {
+  it("Graph: an unordered answer pages by next link, refusing one to another origin, and a loop", async () => {
     const agent = mock();
     const pool = agent.get("https://graph.example");
-    pool.intercept({ path: query("/v1.0/security/incidents", "$top=50", "$expand=alerts") }).reply(200, JSON.stringify({ value: [], "@odata.nextLink": "https://evil.example/v1.0/security/incidents?$skip=50" }));
-    const client = new GraphIncidentsClient({ baseUrl: GRAPH, dispatcher: agent, tokenProvider: fakeTokens() });
-    const error = await failure(client.listIncidents(TENANT), "UPSTREAM_BAD_RESPONSE");
-    assert.match(error.message, /another origin/);
+    const item = (id: string, t: string) => ({ id, createdDateTime: t, lastUpdateDateTime: t });
+    const unordered = [item("2", "2024-01-02T00:00:00Z"), item("1", "2024-01-01T00:00:00Z")];
+    pool.intercept({ path: query("/v1.0/security/incidents", "$top=2") }).reply(200, JSON.stringify({ value: unordered, "@odata.nextLink": "https://evil.example/v1.0/security/incidents?$skip=2" }));
+    const client = new GraphIncidentsClient({ baseUrl: GRAPH, dispatcher: agent, tokenProvider: fakeTokens(), pageSize: 2 });
+    const stopped = await client.listIncidents(TENANT);
+    assert.equal(stopped.complete, false, "the page read is kept");
+    assert.equal(stopped.incidents.length, 2);
+    assert.ok(stopped.stoppedBy instanceof UpstreamError && stopped.stoppedBy.code === "UPSTREAM_BAD_RESPONSE");
+    assert.match((stopped.stoppedBy as Error).message, /another origin/);
 
-    pool.intercept({ path: query("/v1.0/security/incidents", "$top=50", "$expand=alerts") }).reply(200, JSON.stringify({ value: [], "@odata.nextLink": `${GRAPH}/security/incidents?$skip=50` }));
-    pool.intercept({ path: "/v1.0/security/incidents?$skip=50" }).reply(200, JSON.stringify({ value: [], "@odata.nextLink": `${GRAPH}/security/incidents?$skip=50` }));
-    await failure(client.listIncidents(TENANT), "UPSTREAM_BAD_RESPONSE");
+    pool.intercept({ path: query("/v1.0/security/incidents", "$top=2") }).reply(200, JSON.stringify({ value: unordered, "@odata.nextLink": `${GRAPH}/security/incidents?$skip=2` }));
+    pool.intercept({ path: "/v1.0/security/incidents?$skip=2" }).reply(200, JSON.stringify({ value: [item("3", "2024-01-03T00:00:00Z")], "@odata.nextLink": `${GRAPH}/security/incidents?$skip=2` }));
+    const looped = await client.listIncidents(TENANT);
+    assert.match((looped.stoppedBy as Error).message, /page already read/);
   });
 
   it("a malformed item fails the tenant with UPSTREAM_BAD_RESPONSE", async () => {
@@ -199,7 +212,7 @@ describe("Graph update read-back", () => {
     const client = new GraphIncidentsClient({ baseUrl: GRAPH, dispatcher: agent, tokenProvider: fakeTokens(), retry: { baseDelayMs: 1 } });
     const updated = await client.updateIncident(TENANT, "7", { status: "RESOLVED" });
     assert.equal(updated.status, "RESOLVED");
-    assert.deepEqual(updated.alerts, []);
+    assert.equal(updated.alerts, null, "the PATCH answer carries no alerts: not loaded (the alerts field reads them when selected)");
   });
 
   it("a comment-only update whose read-back fails says the comment was added", async () => {

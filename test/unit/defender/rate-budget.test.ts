@@ -147,8 +147,68 @@ describe("InProcessRateBudget", () => {
     await assert.rejects(waiting, (e) => e === reason);
   });
 
+  it("counts list, get and update together against the Defender API's overall quota", async () => {
+    const c = clock();
+    const budget = new InProcessRateBudget({ limits: { "defender.api": [{ limit: 4, windowSeconds: 60 }] }, safetyMarginMs: 0, now: c.now });
+    const deadline = c.now() + 10_000;
+    // Each method is far below its own limit (50, 100, 50 a minute); together they fill the API's window.
+    for (const bucket of ["defender.list", "defender.get", "defender.patch", "defender.list"] as const) {
+      (await budget.acquire(A, bucket, { deadline })).release();
+    }
+    for (const bucket of ["defender.get", "defender.patch", "defender.list"] as const) {
+      const error = (await budget.acquire(A, bucket, { deadline }).catch((e: unknown) => e)) as UpstreamError;
+      assert.ok(error instanceof UpstreamError, `${bucket} was granted past the API-wide quota`);
+      assert.equal(error.code, "THROTTLED");
+      assert.equal(error.retryAfterSeconds, 60);
+    }
+    // Per app and tenant: another tenant, and Graph, are untouched.
+    (await budget.acquire(B, "defender.get", { deadline })).release();
+    (await budget.acquire(A, "graph", { deadline })).release();
+    c.advance(60_001);
+    (await budget.acquire(A, "defender.patch", { deadline: c.now() + 1 })).release();
+    assert.equal(budget.stats().refused, 3);
+  });
+
+  it("charges no window for a call another window refused, nor for one that never got a connection slot", async () => {
+    const c = clock();
+    const budget = new InProcessRateBudget({
+      limits: { "defender.list": [{ limit: 1, windowSeconds: 60 }], "defender.api": [{ limit: 3, windowSeconds: 60 }] },
+      safetyMarginMs: 0,
+      maxConcurrent: 1,
+      now: c.now,
+    });
+    const deadline = c.now() + 10_000;
+    (await budget.acquire(A, "defender.list", { deadline })).release();
+    // Refused by the list window: must not have taken an API-wide slot.
+    assert.equal(((await budget.acquire(A, "defender.list", { deadline }).catch((e: unknown) => e)) as UpstreamError).code, "THROTTLED");
+    const held = await budget.acquire(A, "defender.get", { deadline });
+    // Gets a rate slot in both windows, then times out waiting for the one connection slot: gives both back.
+    const late = await budget.acquire(A, "defender.patch", { deadline: c.now() + 30 }).catch((e: unknown) => e);
+    assert.ok(late instanceof UpstreamError && late.code === "UPSTREAM_TIMEOUT", String(late));
+    held.release();
+    // 2 of 3 API-wide slots used (list, get): the third is still there.
+    (await budget.acquire(A, "defender.patch", { deadline })).release();
+    const full = (await budget.acquire(A, "defender.get", { deadline }).catch((e: unknown) => e)) as UpstreamError;
+    assert.equal(full.code, "THROTTLED");
+  });
+
+  it("holds every Defender method after a Defender 429 (it does not say which quota ran out), not Graph", async () => {
+    const c = clock();
+    const budget = new InProcessRateBudget({ now: c.now });
+    budget.throttled(A, "defender.list", 20_000);
+    for (const bucket of ["defender.list", "defender.get", "defender.patch"] as const) {
+      const error = (await budget.acquire(A, bucket, { deadline: c.now() + 5_000 }).catch((e: unknown) => e)) as UpstreamError;
+      assert.equal(error.code, "THROTTLED", bucket);
+      assert.equal(error.retryAfterSeconds, 20);
+    }
+    (await budget.acquire(A, "graph", { deadline: c.now() + 1 })).release();
+    c.advance(20_000);
+    (await budget.acquire(A, "defender.get", { deadline: c.now() + 1 })).release();
+  });
+
   it("rejects invalid configuration", () => {
     assert.throws(() => new InProcessRateBudget({ limits: { graph: [{ limit: 0, windowSeconds: 60 }] } }), RangeError);
     assert.throws(() => new InProcessRateBudget({ maxConcurrent: 0 }), RangeError);
+    assert.throws(() => new InProcessRateBudget({ limits: { "defender.api": [{ limit: 1, windowSeconds: 0 }] } }), RangeError);
   });
 });

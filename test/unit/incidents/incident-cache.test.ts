@@ -49,6 +49,19 @@ describe("cache entry codec (for caches outside the process)", () => {
     assert.equal(typeof decoded.incidents[0]!.name, "string");
   });
 
+  it("round-trips a sweep under way (where a large tenant's first load goes on), its Dates restored", () => {
+    const entry: TenantIncidentsEntry = {
+      backend: "graph",
+      watermark: new Date("2026-04-03T10:00:00.123Z"),
+      fetchedAt: new Date("2026-04-04T10:00:00Z"),
+      incidents: [makeIncident({ tenantId: TENANT, incidentId: "1" })],
+      sweep: { startedAt: new Date("2026-04-04T10:00:00Z"), resumeFrom: new Date("2026-04-03T10:00:00.123Z"), listedIds: ["1"] },
+    };
+    assert.deepEqual(decodeCacheEntry(encodeCacheEntry(entry)), entry);
+    const first: TenantIncidentsEntry = { ...entry, sweep: { startedAt: new Date("2026-04-04T10:00:00Z"), resumeFrom: null } };
+    assert.deepEqual(decodeCacheEntry(encodeCacheEntry(first)), first);
+  });
+
   it("refuses text that is not an entry", () => {
     assert.throws(() => decodeCacheEntry("{"), SyntaxError);
     assert.throws(() => decodeCacheEntry('{"incidents":[]}'), TypeError);

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { TokenAcquisitionError } from "../../../src/auth/token-errors.js";
-import { UpstreamError, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "../../../src/defender/backend-client.js";
-import type { Incident, IncidentPatch, IncidentsBackendName } from "../../../src/defender/incident.js";
+import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "../../../src/defender/backend-client.js";
+import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../../../src/defender/incident.js";
 import { MemoryIncidentCache, type IncidentCache, type TenantIncidentsEntry } from "../../../src/incidents/incident-cache.js";
 import { IncidentService, type IncidentServiceOptions } from "../../../src/incidents/incident-service.js";
 import { captureLogger } from "../../helpers/log-capture.js";
@@ -31,7 +31,7 @@ function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(e
  */
 class FakeClient implements IncidentsBackendClient {
   readonly data = new Map<string, Map<string, Incident>>();
-  readonly listCalls: { tenantId: string; updatedSince: Date | undefined; signal: AbortSignal | undefined; deadline?: number | undefined }[] = [];
+  readonly listCalls: { tenantId: string; updatedSince: Date | undefined; signal: AbortSignal | undefined; deadline?: number | undefined; maxPages?: number | undefined }[] = [];
   readonly getCalls: string[] = [];
   readonly getOptions: CallOptions[] = [];
   readonly updateCalls: { tenantId: string; incidentId: string; patch: IncidentPatch }[] = [];
@@ -48,13 +48,46 @@ class FakeClient implements IncidentsBackendClient {
     }
   }
 
+  /** Incidents per page of `listIncidents`. */
+  pageSize = 100;
+  /** The next list fails at this page (0: the first, thrown; later: the pages before it are returned). */
+  failAtPage: { page: number; error: unknown } | undefined;
+  /** Pages read per tenant, by their first incident id: a page read twice shows here. */
+  readonly pagesRead: string[] = [];
+
+  /** Pages oldest first by `lastUpdateTime` (ties by id), as the watermark-paging clients read them. */
   async listIncidents(tenantId: string, options: ListOptions = {}): Promise<ListResult> {
-    this.listCalls.push({ tenantId, updatedSince: options.updatedSince, signal: options.signal, deadline: options.deadline });
+    this.listCalls.push({ tenantId, updatedSince: options.updatedSince, signal: options.signal, deadline: options.deadline, maxPages: options.maxPages });
     if (this.gate) await this.gate;
     if (this.fail !== undefined) throw this.fail;
     const since = options.updatedSince?.getTime() ?? Number.NEGATIVE_INFINITY;
-    const incidents = [...(this.data.get(tenantId)?.values() ?? [])].filter((i) => i.lastUpdateTime.getTime() >= since);
-    return { incidents, calls: Math.max(1, Math.ceil(incidents.length / 100)) };
+    const sorted = [...(this.data.get(tenantId)?.values() ?? [])]
+      .filter((i) => i.lastUpdateTime.getTime() >= since)
+      .sort((a, b) => a.lastUpdateTime.getTime() - b.lastUpdateTime.getTime() || a.incidentId.localeCompare(b.incidentId));
+    const incidents: Incident[] = [];
+    const result = (complete: boolean, stoppedBy?: unknown): ListResult => ({
+      incidents,
+      calls: Math.max(1, pages),
+      complete,
+      resumeFrom: (complete ? sorted.at(-1) : incidents.at(-1))?.lastUpdateTime ?? options.updatedSince ?? null,
+      paging: "watermark",
+      ...(stoppedBy !== undefined ? { stoppedBy } : {}),
+    });
+    let pages = 0;
+    while (pages * this.pageSize < sorted.length) {
+      if (this.failAtPage?.page === pages) {
+        const { error } = this.failAtPage;
+        this.failAtPage = undefined;
+        if (pages === 0) throw error;
+        return result(false, error);
+      }
+      if (options.maxPages !== undefined && pages >= options.maxPages) return result(false);
+      const page = sorted.slice(pages * this.pageSize, (pages + 1) * this.pageSize);
+      this.pagesRead.push(`${tenantId}:${page[0]!.incidentId}`);
+      incidents.push(...page);
+      pages++;
+    }
+    return result(true);
   }
 
   async getIncident(tenantId: string, incidentId: string, options: CallOptions = {}): Promise<Incident | undefined> {
@@ -119,7 +152,7 @@ describe("IncidentService.loadTenant: cache and refresh", () => {
     assert.ok(defender.listCalls[0]!.signal instanceof AbortSignal, "the refresh carries a signal");
     assert.ok(defender.listCalls[0]!.deadline! > Date.now() + 60_000, "and its own deadline (refreshTimeoutMs, default 120 s)");
     assert.deepEqual(idsOf(first.incidents), ["1", "2"]);
-    assert.deepEqual({ ...first.outcome, durationMs: 0 }, { tenantId: TENANT, ok: true, fromCache: false, fetchedAt: at(0), durationMs: 0 });
+    assert.deepEqual({ ...first.outcome, durationMs: 0 }, { tenantId: TENANT, ok: true, fromCache: false, fetchedAt: at(0), durationMs: 0, complete: true });
 
     advance(29 * SECOND);
     const second = await service.loadTenant(target);
@@ -136,10 +169,13 @@ describe("IncidentService.loadTenant: cache and refresh", () => {
       fullRefreshes: 1,
       deltaRefreshes: 0,
       refreshFailures: 0,
+      partialLists: 0,
       upstreamCalls: 1,
       staleServed: 0,
       deadlineExceeded: 0,
       failuresRemembered: 0,
+      alertsFromCache: 0,
+      alertsFetched: 0,
     });
   });
 
@@ -205,8 +241,12 @@ describe("IncidentService.loadTenant: cache and refresh", () => {
     advance(10 * MINUTE);
     graph.data.get(TENANT)!.delete("g-1"); // aged out upstream: only a full list notices
     const full = await service.loadTenant({ tenantId: TENANT, backend: "graph" });
-    assert.equal(graph.listCalls[2]!.updatedSince, undefined, "full again");
+    // A delta first (the data is current at once), then the full list with the pages the delta left.
+    assert.notEqual(graph.listCalls[2]!.updatedSince, undefined, "delta first");
+    assert.equal(graph.listCalls[3]!.updatedSince, undefined, "full again");
+    assert.equal(graph.listCalls[3]!.maxPages, 99, "with the pages the delta left (100 - 1)");
     assert.deepEqual(full.incidents, []);
+    assert.equal(full.outcome.ok, true);
   });
 
   it("normalises tenant ids, so one tenant is one cache entry", async () => {
@@ -216,6 +256,124 @@ describe("IncidentService.loadTenant: cache and refresh", () => {
     assert.equal(result.tenantId, TENANT);
     await service.loadTenant(target);
     assert.equal(defender.listCalls.length, 1);
+  });
+});
+
+describe("IncidentService.loadTenant: lists that take several refreshes (watermark paging)", () => {
+  /** `count` incidents one minute apart, the oldest first: ids 1…count. */
+  const many = (client: FakeClient, count: number, tenantId = TENANT) => {
+    for (let i = 1; i <= count; i++) client.put(makeIncident({ tenantId, incidentId: String(i), lastUpdateTime: at(-(count - i + 1) * MINUTE) }));
+  };
+  const noPageTwice = (client: FakeClient) => assert.equal(new Set(client.pagesRead).size, client.pagesRead.length, `a page was read twice: ${client.pagesRead.join(", ")}`);
+
+  it("a first load larger than maxPagesPerRefresh finishes across queries, each going on where the last stopped", async () => {
+    const { service, defender } = setup({ maxPagesPerRefresh: 2 });
+    many(defender, 450);
+
+    const first = await service.loadTenant(target);
+    assert.equal(first.incidents.length, 200, "two pages of 100");
+    assert.equal(first.outcome.ok, false);
+    assert.equal(first.outcome.complete, false);
+    assert.equal(first.outcome.error!.code, "INCOMPLETE");
+    assert.deepEqual(first.outcome.fetchedAt, at(0));
+    assert.equal(defender.listCalls[0]!.maxPages, 2);
+
+    // No clock change: a first load under way is never fresh, so the next query goes on at once…
+    const second = await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 2);
+    // …from where the first stopped (the 200th incident's time), minus the overlap: not from the start.
+    assert.deepEqual(defender.listCalls[1]!.updatedSince, new Date(at(-251 * MINUTE).getTime() - SECOND));
+    assert.equal(second.incidents.length, 399);
+    assert.equal(second.outcome.complete, false);
+
+    const third = await service.loadTenant(target);
+    assert.equal(third.outcome.ok, true);
+    assert.equal(third.outcome.complete, true);
+    assert.equal(third.outcome.error, undefined);
+    assert.deepEqual(idsOf(third.incidents), idsOf([...defender.data.get(TENANT)!.values()]));
+    assert.equal(defender.listCalls.length, 3);
+    noPageTwice(defender);
+    assert.equal(defender.pagesRead.length, 5, "450 incidents (+2 of overlap) in five pages of 100, none read twice");
+
+    // Complete: fresh now, and later a delta from the newest incident.
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 3);
+  });
+
+  it("keeps the pages read when a later page fails transiently, serves them flagged, and goes on from there", async () => {
+    const { service, defender } = setup();
+    many(defender, 250);
+    defender.failAtPage = { page: 2, error: new UpstreamError("THROTTLED", "429", { tenantId: TENANT, backend: "defender", status: 429, retryAfterSeconds: 20 }) };
+
+    const first = await service.loadTenant(target);
+    assert.equal(first.outcome.ok, false);
+    assert.equal(first.outcome.complete, false);
+    assert.equal(first.outcome.error!.code, "THROTTLED");
+    assert.equal(first.outcome.error!.retryAfterSeconds, 20);
+    assert.equal(first.incidents.length, 200, "the two pages read are kept");
+    assert.equal(service.stats().partialLists, 1);
+
+    const second = await service.loadTenant(target);
+    assert.deepEqual(defender.listCalls[1]!.updatedSince, new Date(at(-51 * MINUTE).getTime() - SECOND), "from the last page read, not from the start");
+    assert.equal(second.outcome.ok, true);
+    assert.equal(second.incidents.length, 250);
+    noPageTwice(defender);
+  });
+
+  it("drops the pages read when a later page fails lastingly (the app may no longer read them)", async () => {
+    const { service, defender, cache } = setup();
+    many(defender, 250);
+    defender.failAtPage = { page: 1, error: new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 }) };
+    const result = await service.loadTenant(target);
+    assert.equal(result.outcome.error!.code, "MISSING_ROLE");
+    assert.deepEqual(result.incidents, []);
+    assert.equal(await cache.get(TENANT), undefined);
+  });
+
+  it("a delta larger than the page bound keeps its pages, says so, and the next query goes on from where it got", async () => {
+    const { service, defender, advance } = setup({ maxPagesPerRefresh: 1 });
+    defender.pageSize = 10;
+    many(defender, 5);
+    await service.loadTenant(target);
+    advance(MINUTE);
+    for (let i = 1; i <= 15; i++) defender.put(makeIncident({ tenantId: TENANT, incidentId: `n${i}`, lastUpdateTime: at(i * SECOND * 2) }));
+
+    const partial = await service.loadTenant(target);
+    assert.equal(partial.outcome.ok, false);
+    assert.equal(partial.outcome.error!.code, "INCOMPLETE");
+    assert.equal(partial.outcome.complete, true, "every incident is there, some not yet in their latest version");
+    assert.deepEqual(partial.outcome.fetchedAt, at(0), "not current: fetchedAt stays");
+    assert.equal(partial.incidents.length, 14, "5 + the 9 new of the first page (one is the overlap)");
+
+    const rest = await service.loadTenant(target);
+    assert.equal(rest.outcome.ok, true);
+    assert.equal(rest.incidents.length, 20);
+    assert.deepEqual(rest.outcome.fetchedAt, at(MINUTE));
+    noPageTwice(defender);
+  });
+
+  it("a periodic full list spans refreshes behind a delta, and drops incidents gone upstream only when it ends", async () => {
+    const { service, defender, advance } = setup({ maxPagesPerRefresh: 2, fullRefreshMs: 10 * MINUTE });
+    defender.pageSize = 10;
+    many(defender, 15);
+    await service.loadTenant(target);
+    await service.loadTenant(target);
+    advance(11 * MINUTE);
+    defender.data.get(TENANT)!.delete("3"); // aged out upstream
+    defender.put(makeIncident({ tenantId: TENANT, incidentId: "new", lastUpdateTime: at(10 * MINUTE) }));
+
+    const during = await service.loadTenant(target);
+    assert.equal(during.outcome.ok, true, "the delta made the data current");
+    assert.ok(during.incidents.some((i) => i.incidentId === "new"));
+    assert.ok(during.incidents.some((i) => i.incidentId === "3"), "not dropped before the full list ends");
+    const calls = defender.listCalls.length;
+    assert.equal(defender.listCalls[calls - 1]!.updatedSince, undefined, "the full list began with the page the delta left");
+
+    advance(MINUTE);
+    const after = await service.loadTenant(target);
+    assert.equal(after.outcome.ok, true);
+    assert.ok(!after.incidents.some((i) => i.incidentId === "3"), "gone upstream: dropped when the full list ended");
+    assert.equal(after.incidents.length, 15);
   });
 });
 
@@ -577,6 +735,7 @@ describe("IncidentService: lasting failures remembered (failureMemoryMs)", () =>
         fromCache: false,
         fetchedAt: null,
         durationMs: 0,
+        complete: false,
         error: { ...first.outcome.error!, retryAfterSeconds: 45 },
       });
     }
@@ -681,5 +840,128 @@ describe("IncidentService: lasting failures remembered (failureMemoryMs)", () =>
     assert.equal(served.outcome.ok, true);
     assert.deepEqual(idsOf(served.incidents), ["9"]);
     assert.equal(defender.listCalls.length, 1);
+  });
+});
+
+describe("IncidentService.loadAlerts (Graph lists carry no alerts)", () => {
+  const graphTarget = { tenantId: TENANT, backend: "graph" as const };
+  const alert = (id: string): IncidentAlert => ({
+    alertId: id,
+    title: `alert ${id}`,
+    description: null,
+    severity: "HIGH",
+    status: "New",
+    category: null,
+    serviceSource: null,
+    detectionSource: null,
+    mitreTechniques: [],
+    createdTime: null,
+    lastUpdateTime: null,
+    resolvedTime: null,
+    firstActivity: null,
+    lastActivity: null,
+    devices: [],
+    entities: [],
+  });
+
+  /** Lists like Graph without $expand (alerts null); `loadAlerts` reads incidents whole and records each batch. */
+  class GraphFake extends FakeClient {
+    readonly alertBatches: string[][] = [];
+    readonly failing = new Map<string, unknown>();
+    constructor() {
+      super("graph");
+    }
+    override async listIncidents(tenantId: string, options: ListOptions = {}): Promise<ListResult> {
+      const listed = await super.listIncidents(tenantId, options);
+      return { ...listed, incidents: listed.incidents.map((i) => ({ ...i, alerts: null })) };
+    }
+    async loadAlerts(tenantId: string, incidentIds: readonly string[]): Promise<AlertsLoad[]> {
+      this.alertBatches.push([...incidentIds]);
+      return incidentIds.map((id) =>
+        this.failing.has(id) ? { ok: false, error: this.failing.get(id) } : { ok: true, incident: this.data.get(tenantId)?.get(id) },
+      );
+    }
+  }
+
+  function graphSetup() {
+    const graph = new GraphFake();
+    const { service, cache, advance } = setup({ clients: { defender: new FakeClient("defender"), graph } });
+    graph.put(
+      makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-10 * MINUTE), alerts: [alert("a1"), alert("a2")] }),
+      makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(-10 * MINUTE), alerts: [] }),
+      makeIncident({ tenantId: TENANT, incidentId: "3", lastUpdateTime: at(-10 * MINUTE), alerts: [alert("a3")] }),
+    );
+    const wanted = (incidents: readonly Incident[], ...ids: string[]) =>
+      ids.map((id) => ({ incidentId: id, lastUpdateTime: incidents.find((i) => i.incidentId === id)!.lastUpdateTime }));
+    return { service, graph, cache, advance, wanted };
+  }
+
+  it("reads them once per incident, caches them with the incident, then answers from the cache with no call", async () => {
+    const { service, graph, cache, wanted } = graphSetup();
+    const loaded = await service.loadTenant(graphTarget);
+    assert.ok(loaded.incidents.every((i) => i.alerts === null), "not loaded by the list");
+
+    const first = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
+    assert.deepEqual(first, [[alert("a1"), alert("a2")], []], "none ([]) is not the same as not loaded");
+    assert.deepEqual(graph.alertBatches, [["1", "2"]], "one batch for the tenant");
+    const entry = (await cache.get(TENANT))!;
+    assert.deepEqual(entry.incidents.map((i) => [i.incidentId, i.alerts?.length ?? null]), [["1", 2], ["2", 0], ["3", null]]);
+    assert.deepEqual(entry.fetchedAt, at(0), "freshness does not move");
+
+    const again = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2", "3"));
+    assert.deepEqual(again, [[alert("a1"), alert("a2")], [], [alert("a3")]]);
+    assert.deepEqual(graph.alertBatches, [["1", "2"], ["3"]], "only the one never read");
+    const stats = service.stats();
+    assert.equal(stats.alertsFromCache, 2);
+    assert.equal(stats.alertsFetched, 3);
+  });
+
+  it("a newer version from the next refresh replaces the incident and its alerts; unchanged incidents keep theirs", async () => {
+    const { service, graph, advance, wanted } = graphSetup();
+    const loaded = await service.loadTenant(graphTarget);
+    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
+    // Incident 1 gains an alert upstream, which moves its lastUpdateTime.
+    graph.put({ ...graph.data.get(TENANT)!.get("1")!, lastUpdateTime: at(5 * SECOND), alerts: [alert("a1"), alert("a2"), alert("a4")] });
+    advance(31 * SECOND);
+    const refreshed = await service.loadTenant(graphTarget);
+    assert.equal(graph.listCalls.at(-1)!.updatedSince !== undefined, true, "a delta");
+    assert.equal(refreshed.incidents.find((i) => i.incidentId === "1")!.alerts, null, "replaced: alerts not loaded");
+    assert.deepEqual(refreshed.incidents.find((i) => i.incidentId === "2")!.alerts, [], "kept");
+
+    const answer = await service.loadAlerts(graphTarget, wanted(refreshed.incidents, "1", "2"));
+    assert.deepEqual(answer[0], [alert("a1"), alert("a2"), alert("a4")]);
+    assert.deepEqual(graph.alertBatches, [["1", "2"], ["1"]]);
+  });
+
+  it("does not serve cached alerts of a version older than the one asked about", async () => {
+    const { service, graph, wanted } = graphSetup();
+    const loaded = await service.loadTenant(graphTarget);
+    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "3"));
+    await service.loadAlerts(graphTarget, [{ incidentId: "3", lastUpdateTime: at(MINUTE) }]);
+    assert.deepEqual(graph.alertBatches, [["3"], ["3"]]);
+  });
+
+  it("settles per incident: a gone one is NOT_FOUND, a failed one its error, the others their alerts; failures are not cached", async () => {
+    const { service, graph, wanted } = graphSetup();
+    const loaded = await service.loadTenant(graphTarget);
+    const throttled = new UpstreamError("THROTTLED", "slow down", { tenantId: TENANT, backend: "graph", retryAfterSeconds: 3 });
+    graph.failing.set("2", throttled);
+    graph.data.get(TENANT)!.delete("3");
+    const answer = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2", "3"));
+    assert.deepEqual(answer[0], [alert("a1"), alert("a2")]);
+    assert.equal(answer[1], throttled);
+    assert.ok(answer[2] instanceof UpstreamError);
+    assert.equal((answer[2] as UpstreamError).code, "NOT_FOUND");
+    graph.failing.clear();
+    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
+    assert.deepEqual(graph.alertBatches, [["1", "2", "3"], ["2"]]);
+  });
+
+  it("reads through getIncident on a backend without loadAlerts", async () => {
+    const { service, defender } = setup();
+    defender.put(makeIncident({ tenantId: TENANT, incidentId: "7", alerts: [alert("d1")] }));
+    const answer = await service.loadAlerts(target, [{ incidentId: "7", lastUpdateTime: at(0) }]);
+    assert.deepEqual(answer, [[alert("d1")]]);
+    assert.deepEqual(defender.getCalls, [`${TENANT}/7`]);
   });
 });

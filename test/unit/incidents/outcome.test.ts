@@ -96,12 +96,16 @@ describe("tenant error codes", () => {
 
   it("are transient exactly when waiting may fix them", () => {
     const transient = TENANT_ERROR_CODES.filter((code) => isTransientCode(code)).sort();
+    // INCOMPLETE (a first load still going) and UPSTREAM_PAGING_LIMIT (the offset fallback stopped before the
+    // skip ceiling) keep the pages already read: the next query continues from them.
     assert.deepEqual(transient, [
       "DEADLINE_EXCEEDED",
+      "INCOMPLETE",
       "INTERNAL",
       "THROTTLED",
       "TOKEN_ENDPOINT_UNAVAILABLE",
       "UPSTREAM_BAD_RESPONSE",
+      "UPSTREAM_PAGING_LIMIT",
       "UPSTREAM_TIMEOUT",
       "UPSTREAM_UNAVAILABLE",
     ]);

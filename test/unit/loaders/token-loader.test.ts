@@ -73,7 +73,7 @@ describe("createTokenLoader", () => {
     assert.deepEqual(provider.loadCalls, [[`${A}|defender`, `${B}|defender`, `${B}|graph`]]);
     assert.equal(a.accessToken, `token-${A}-defender`);
     assert.equal(a2, a);
-    assert.equal(b.claims.tid, B);
+    assert.equal(b.claims!.tid, B);
     assert.equal(bGraph.accessToken, `token-${B}-graph`);
 
     // Later ticks make new batches; keys already loaded in this request are not asked again.
@@ -87,10 +87,10 @@ describe("createTokenLoader", () => {
     const loader = createTokenLoader(provider);
     const results = await loader.loadMany([tokenLoaderKey(A, "defender"), tokenLoaderKey(B, "defender"), tokenLoaderKey(C, "graph")]);
     assert.equal(provider.loadCalls.length, 1);
-    assert.equal((results[0] as AccessToken).claims.tid, A);
+    assert.equal((results[0] as AccessToken).claims!.tid, A);
     assert.ok(results[1] instanceof TokenAcquisitionError);
     assert.equal(results[1].code, "CONSENT_REQUIRED");
-    assert.equal((results[2] as AccessToken).claims.tid, C);
+    assert.equal((results[2] as AccessToken).claims!.tid, C);
     await assert.rejects(loader.load(tokenLoaderKey(B, "defender")), { code: "CONSENT_REQUIRED" });
     assert.equal(provider.loadCalls.length, 1, "a failure is remembered for the rest of the request");
   });

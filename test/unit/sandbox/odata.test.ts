@@ -7,6 +7,8 @@ import {
   parseNonNegativeInteger,
   parseOrderBy,
   parseQueryOptions,
+  pastSkipCeiling,
+  sortByOrderBy,
   type FilterSchema,
 } from "../../../src/sandbox/odata.js";
 import { isoSqlDatetime, MonotonicStamp, parseDateTimeOffset, trimIso } from "../../../src/sandbox/timestamps.js";
@@ -204,6 +206,38 @@ describe("query options", () => {
     assert.throws(() => parseOrderBy("severity sideways", ["severity"], "x"), /direction/);
     assert.throws(() => parseOrderBy("severity, severity desc", ["severity"], "x"), /more than once/);
     assert.throws(() => parseOrderBy("severity desc extra", ["severity"], "x"), /Invalid \$orderby clause/);
+  });
+});
+
+describe("$orderby and the skip ceiling", () => {
+  const rows = [
+    { id: 3, t: "2024-01-01T00:00:02.0000000Z" },
+    { id: 1, t: "2024-01-01T00:00:01.0000000Z" },
+    { id: 4, t: "2024-01-01T00:00:01.0000000Z" },
+    { id: 2, t: "2024-01-01T00:00:01.0000000Z" },
+  ];
+  const compare = (r: { id: number; t: string }, property: string) => (property === "lastUpdateDateTime" ? r.t : r.id);
+
+  it("sorts by lastUpdateDateTime asc with ties in one stable order (the id), as watermark paging needs", () => {
+    const clauses = parseOrderBy("lastUpdateDateTime asc", ["lastUpdateDateTime", "id"], "x");
+    assert.deepEqual(sortByOrderBy([...rows], clauses, "id", compare).map((r) => r.id), [1, 2, 4, 3]);
+    assert.deepEqual(sortByOrderBy([...rows].reverse(), clauses, "id", compare).map((r) => r.id), [1, 2, 4, 3], "whatever the input order");
+    const desc = parseOrderBy("lastUpdateDateTime desc", ["lastUpdateDateTime", "id"], "x");
+    assert.deepEqual(sortByOrderBy([...rows], desc, "id", compare).map((r) => r.id), [3, 4, 2, 1], "ties follow the last clause's direction");
+    for (let limit = 0; limit <= 4; limit++) {
+      assert.deepEqual(sortByOrderBy(rows, clauses, "id", compare, limit).map((r) => r.id), [1, 2, 4, 3].slice(0, limit), `the first ${limit} without sorting the rest`);
+    }
+  });
+
+  it("refuses $orderby on a property that cannot be sorted", () => {
+    assert.throws(() => parseOrderBy("severity asc", ["lastUpdateTime", "createdTime"], "Incident"), /cannot be used in \$orderby/);
+  });
+
+  it("a request is past the ceiling when $top + $skip exceeds it; a first page never is", () => {
+    assert.equal(pastSkipCeiling(50, 5950, 6000), false);
+    assert.equal(pastSkipCeiling(50, 5951, 6000), true);
+    assert.equal(pastSkipCeiling(50, 0, 10), false);
+    assert.equal(pastSkipCeiling(50, 1_000_000, null), false);
   });
 });
 

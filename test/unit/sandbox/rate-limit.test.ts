@@ -40,4 +40,26 @@ describe("SlidingWindowLimiter", () => {
     limiter.reset();
     assert.equal(limiter.take("a", rules, t).ok, true);
   });
+
+  it("takeAll charges every key or none, and answers the longest wait", () => {
+    const limiter = new SlidingWindowLimiter();
+    const t0 = 20_000_000;
+    const method = { key: "list", rules: [{ limit: 1, windowSeconds: 60 }] };
+    const api = { key: "api", rules: [{ limit: 3, windowSeconds: 60 }] };
+    assert.equal(limiter.takeAll([method, api], t0).ok, true);
+    // Refused by the method's key: the shared one is not charged.
+    const refused = limiter.takeAll([method, api], t0 + 10_000);
+    assert.ok(!refused.ok && refused.rule.limit === 1 && refused.retryAfterSeconds === 50);
+    assert.equal(limiter.takeAll([{ key: "get", rules: [] }, api], t0 + 10_000).ok, true);
+    assert.equal(limiter.takeAll([{ key: "patch", rules: [] }, api], t0 + 20_000).ok, true);
+    const full = limiter.takeAll([{ key: "get", rules: [] }, api], t0 + 30_000);
+    assert.ok(!full.ok && full.rule.limit === 3 && full.retryAfterSeconds === 30);
+    // Both refuse: the longer wait wins.
+    const other = new SlidingWindowLimiter();
+    const one = [{ limit: 1, windowSeconds: 60 }];
+    other.take("api", one, t0);
+    other.take("list", one, t0 + 30_000);
+    const both = other.takeAll([{ key: "list", rules: one }, { key: "api", rules: one }], t0 + 40_000);
+    assert.ok(!both.ok && both.retryAfterSeconds === 50, JSON.stringify(both));
+  });
 });

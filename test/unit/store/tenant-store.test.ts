@@ -145,6 +145,31 @@ for (const engine of storeEngines()) {
       await store.tenants.recordTokenOutcome(ID(30), { ok: true });
       t = await store.tenants.get(ID(30));
       assert.ok(t?.lastTokenSuccessAt instanceof Date);
+      assert.equal(t?.lastFailureCode, null, "a success clears the failure code");
+      assert.ok(t?.lastFailureAt instanceof Date, "and keeps when it last failed");
+    });
+
+    it("records outcomes with consent drift: GRANTED → REVOKED on lost consent, back on success; a clean success writes nothing", async () => {
+      await store.tenants.register({ id: ID(31), displayName: "Drift", consentState: "GRANTED" });
+      const clean = await store.tenants.recordOutcome(ID(31), { ok: true });
+      assert.deepEqual(clean, { changed: false });
+      const role = await store.tenants.recordOutcome(ID(31), { ok: false, code: "MISSING_ROLE" });
+      assert.deepEqual(role, { changed: true });
+      assert.equal((await store.tenants.get(ID(31)))?.consentState, "GRANTED");
+      const lost = await store.tenants.recordOutcome(ID(31), { ok: false, code: "CONSENT_REQUIRED", consentLost: true });
+      assert.deepEqual(lost, { changed: true, consent: "REVOKED" });
+      const again = await store.tenants.recordOutcome(ID(31), { ok: false, code: "CONSENT_REQUIRED", consentLost: true });
+      assert.deepEqual(again, { changed: true }, "revoked once");
+      let t = await store.tenants.get(ID(31));
+      assert.equal(t?.consentState, "REVOKED");
+      assert.equal(t?.lastFailureCode, "CONSENT_REQUIRED");
+      const back = await store.tenants.recordOutcome(ID(31), { ok: true });
+      assert.deepEqual(back, { changed: true, consent: "GRANTED" });
+      t = await store.tenants.get(ID(31));
+      assert.equal(t?.consentState, "GRANTED");
+      assert.equal(t?.consentError, null);
+      assert.equal(t?.lastFailureCode, null);
+      assert.deepEqual(await store.tenants.recordOutcome(ID(99), { ok: false, code: "THROTTLED" }), { changed: false }, "unknown tenant: no error");
     });
 
     it("registers missing tenants only, loads many at once", async () => {

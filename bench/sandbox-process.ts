@@ -16,6 +16,8 @@ const RATE_LIMITS: RateLimitOptions = {
   "defender.patch": UNLIMITED,
   graph: UNLIMITED,
   "defender.api": UNLIMITED,
+  "defender.hunt": UNLIMITED,
+  "graph.hunt": UNLIMITED,
 };
 
 /** What the parent learns about the started sandbox (secrets stay between the bench's processes). */

@@ -19,6 +19,8 @@ import { UndiciNetworkClient } from "./auth/network-client.js";
 import { diagnoseToken } from "./auth/token-diagnostics.js";
 import { createTokenProvider, type TokenProvider } from "./auth/token-provider.js";
 import { createIncidentsClients } from "./defender/clients.js";
+import { HuntingClient } from "./hunting/hunting-client.js";
+import { HuntingService } from "./hunting/hunting-service.js";
 import { ErrorCode, formatError, withoutSuggestions } from "./errors.js";
 import { MemoryIncidentCache } from "./incidents/incident-cache.js";
 import { createIncidentService, type IncidentService } from "./incidents/incident-service.js";
@@ -36,12 +38,14 @@ import { errorForLog, operationLogPlugin } from "./http/operation-log.js";
 import { createLogger } from "./logger.js";
 import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
 import { CallersResolver } from "./resolvers/callers.resolver.js";
+import { HuntingResolver } from "./resolvers/hunting.resolver.js";
 import { ConsentResolver, TenantErrorConsentResolver } from "./resolvers/consent.resolver.js";
 import { createEntityReferences, requireServiceSdlAccess } from "./resolvers/entity-references.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "./resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "./resolvers/server-info.resolver.js";
 import { TenantsResolver } from "./resolvers/tenants.resolver.js";
-import { TokensResolver } from "./resolvers/tokens.resolver.js";
+import { SavedHuntsResolver } from "./resolvers/saved-hunts.resolver.js";
+import { TokenHuntingResolver, TokensResolver } from "./resolvers/tokens.resolver.js";
 import { buildCrosswatchSchema, noSubscriptionsRule } from "./schema/build-schema.js";
 import { IncidentsBackendKind, ServerInfo, ServerMode } from "./schema/server-info.type.js";
 import { openStore, type Store } from "./store/store.js";
@@ -112,13 +116,34 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   const redis = config.store.redisUrl ? await connectRedis(config.store.redisUrl, logger) : undefined;
   // Bound once metrics exist (they read the clients' budget); attempts before that are not counted.
   let metrics: Metrics | undefined;
+  // Graph publishes no hunting call count: HUNTING_GRAPH_CALLS_PER_MINUTE is an assumed budget (rate-budget.ts).
+  const budgetLimits = {
+    "graph.hunt": [
+      { limit: config.hunting.graphCallsPerMinute, windowSeconds: 60 },
+      { limit: 1500, windowSeconds: 3600 },
+    ],
+  };
   const clients = createIncidentsClients({
     observe: (attempt) => metrics?.observeUpstream(attempt),
-    ...(redis ? { budgets: new RedisRateBudget(redis, { prefix: config.store.redisPrefix, logger }) } : {}),
+    budgets: redis ? new RedisRateBudget(redis, { prefix: config.store.redisPrefix, logger, limits: budgetLimits }) : { limits: budgetLimits },
     dispatcher,
     tokenProvider,
     defenderApiBase: config.upstream.defenderApiBase,
     graphApiBase: config.upstream.graphApiBase,
+    logger,
+  });
+  // Hunting shares the clients' budget (its own buckets, one concurrency cap), dispatcher and tokens.
+  const hunting = new HuntingService({
+    client: new HuntingClient({
+      dispatcher,
+      tokenProvider,
+      budget: clients.budget,
+      defenderApiBase: config.upstream.defenderApiBase,
+      graphApiBase: config.upstream.graphApiBase,
+      rowLimit: config.hunting.rowLimit,
+      logger,
+      observe: (attempt) => metrics?.observeUpstream(attempt),
+    }),
     logger,
   });
   const incidents = createIncidentService({
@@ -215,6 +240,8 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     extraRedirectUris: config.consent.redirectUris,
     stateKey,
     stateTtlSeconds: config.consent.linkTtlSeconds,
+    // HUNTING_ENABLED: links list the hunting permission of the tenant's hunting backend (src/auth/consent.ts).
+    hunting: config.hunting.enabled ? { defaultBackend: config.hunting.defaultBackend } : undefined,
   });
 
   const fastify = Fastify({
@@ -277,10 +304,30 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     ],
     [ConsentResolver, new ConsentResolver(links)],
     [TenantErrorConsentResolver, new TenantErrorConsentResolver(links)],
-    [TokensResolver, new TokensResolver({ tenants: store.tenants, defaultBackend: config.upstream.defaultBackend })],
+    [
+      TokensResolver,
+      new TokensResolver({
+        tenants: store.tenants,
+        defaultBackend: config.upstream.defaultBackend,
+        hunting: { enabled: config.hunting.enabled, defaultBackend: config.hunting.defaultBackend, tokenProvider },
+      }),
+    ],
+    [TokenHuntingResolver, new TokenHuntingResolver()],
     [IncidentsResolver, incidentsResolver],
     [TenantIncidentsResolver, new TenantIncidentsResolver(incidentsResolver)],
     [CallersResolver, new CallersResolver({ apiKeys: store.apiKeys, audit: store.audit })],
+    [HuntingResolver, new HuntingResolver({ service: hunting, incidents: incidentsResolver, defaultBackend: config.hunting.defaultBackend })],
+    [
+      SavedHuntsResolver,
+      new SavedHuntsResolver({
+        savedHunts: store.savedHunts,
+        // A saved hunt runs through huntingQuery itself (the instance registered above).
+        hunting: {
+          huntingQuery: (...args: Parameters<HuntingResolver["huntingQuery"]>): ReturnType<HuntingResolver["huntingQuery"]> =>
+            (resolvers.get(HuntingResolver) as HuntingResolver).huntingQuery(...args),
+        },
+      }),
+    ],
   ]);
   const schema = await buildCrosswatchSchema(
     {

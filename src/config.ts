@@ -99,6 +99,10 @@ const envSchema = z.object({
   DEFENDER_API_BASE: httpsUrl("https://api.security.microsoft.com"),
   GRAPH_API_BASE: httpsUrl("https://graph.microsoft.com/v1.0"),
   INCIDENTS_BACKEND: z.preprocess(emptyAsUndefined, z.enum(["defender", "graph"]).default("defender")),
+  HUNTING_ENABLED: bool,
+  HUNTING_BACKEND: z.preprocess(emptyAsUndefined, z.enum(["defender", "graph"]).default("graph")),
+  HUNTING_ROW_LIMIT: int(100_000, 1, 100_000),
+  HUNTING_GRAPH_CALLS_PER_MINUTE: int(45, 1, 10_000),
   DATABASE_URL: z.preprocess(
     emptyAsUndefined,
     z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// connection string").optional(),
@@ -146,6 +150,8 @@ const envSchema = z.object({
 });
 
 export type IncidentsBackend = "defender" | "graph";
+/** Where a tenant's hunting queries run: Graph `runHuntingQuery` or the legacy `/api/advancedhunting/run`. */
+export type HuntingBackend = "defender" | "graph";
 
 /** Credentials of the partner's multi-tenant app. Never logged, never returned. */
 export type AppCredential =
@@ -214,6 +220,19 @@ export interface Config {
     failureMemorySeconds: number;
     /** List pages one tenant refresh reads at most; a larger tenant loads across queries, none read twice. */
     pagesPerRefresh: number;
+  };
+  hunting: {
+    /** HUNTING_ENABLED (default: on in the sandbox only): consent links ask for the hunting permissions. */
+    enabled: boolean;
+    /** The hunting backend of tenants whose `huntingBackend` is unset. */
+    defaultBackend: HuntingBackend;
+    /**
+     * Rows one tenant's answer holds at most (both services cut at 100,000; assumed for Graph): an answer
+     * with this many is reported as truncated.
+     */
+    rowLimit: number;
+    /** Graph runHuntingQuery calls per tenant and minute (ASSUMED budget: Graph publishes only a CPU quota). */
+    graphCallsPerMinute: number;
   };
   auth: {
     /** Requests without credentials act as an admin over every tenant: sandbox only. */
@@ -369,6 +388,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
       failureMemorySeconds: e.TENANT_FAILURE_MEMORY_SECONDS,
       pagesPerRefresh: e.INCIDENT_PAGES_PER_REFRESH,
+    },
+    hunting: {
+      enabled: e.HUNTING_ENABLED ?? mode === "sandbox",
+      defaultBackend: e.HUNTING_BACKEND,
+      rowLimit: e.HUNTING_ROW_LIMIT,
+      graphCallsPerMinute: e.HUNTING_GRAPH_CALLS_PER_MINUTE,
     },
     auth: { anonymous: e.AUTH_ANONYMOUS ?? mode === "sandbox", entra },
     limits: {

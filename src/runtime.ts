@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { createApp, type App } from "./app.js";
+import { createApp, type App, type AppDependencies } from "./app.js";
 import { DEFAULT_ROLE_MAP, type Config } from "./config.js";
 import { checkSandboxChoice } from "./deployment-mode.js";
 import { startSandbox, type Sandbox, type SandboxPersistence } from "./sandbox/sandbox.js";
@@ -20,7 +20,7 @@ export interface Runtime {
  * authority host, both incident backends, the sandbox's app credential, and trust of its certificate in
  * the server's own dispatcher. Then builds and starts the app. Shared by main and the integration tests.
  */
-export async function startRuntime(config: Config, deps: { logger?: Logger } = {}): Promise<Runtime> {
+export async function startRuntime(config: Config, deps: Omit<AppDependencies, "store"> = {}): Promise<Runtime> {
   let sandbox: Sandbox | undefined;
   let effective = config;
   if (config.mode === "sandbox") {
@@ -34,6 +34,8 @@ export async function startRuntime(config: Config, deps: { logger?: Logger } = {
         ? { incidentsPerTenant: config.sandbox.incidentsPerTenant }
         : {}),
       ...(config.sandbox.latencyMs > 0 ? { latency: { fixedMs: config.sandbox.latencyMs } } : {}),
+      // The emulated partner app requires the hunting roles when hunting is on, so its tenants can hunt.
+      huntingRoles: config.hunting.enabled,
     }, sandboxPersistence(config, deps.logger));
     effective = withSandbox(config, sandbox);
   }

@@ -35,11 +35,20 @@ export const REQUIRED_PERMISSIONS_BY_BACKEND: Readonly<Record<TokenResource, rea
   graph: [{ resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All", description: "Read and write all security incidents (Microsoft Graph)" }],
 };
 
-/** Every permission Crosswatch's app registration requires (what a v1 consent grants). */
+/** Every permission Crosswatch's app registration requires without hunting (what a v1 consent grants). */
 export const REQUIRED_PERMISSIONS: readonly ConsentPermission[] = [
   ...REQUIRED_PERMISSIONS_BY_BACKEND.defender,
   ...REQUIRED_PERMISSIONS_BY_BACKEND.graph,
 ];
+
+/**
+ * The hunting permission per hunting backend (resource), asked for when HUNTING_ENABLED: Graph's
+ * runHuntingQuery needs ThreatHunting.Read.All, the legacy Defender advanced hunting API AdvancedHunting.Read.All.
+ */
+export const HUNTING_PERMISSIONS_BY_BACKEND: Readonly<Record<TokenResource, ConsentPermission>> = {
+  graph: { resource: "Microsoft Graph", role: "ThreatHunting.Read.All", description: "Run hunting queries (Microsoft Graph runHuntingQuery)" },
+  defender: { resource: "Microsoft Threat Protection", role: "AdvancedHunting.Read.All", description: "Run advanced queries (legacy Defender advanced hunting API)" },
+};
 
 /**
  * Who minted a link: the caller a consent callback is audited under, since the customer's admin who answers
@@ -70,6 +79,11 @@ export interface ConsentLinkOptions {
   stateKey: Uint8Array;
   /** How long a link's state is accepted. */
   stateTtlSeconds: number;
+  /**
+   * HUNTING_ENABLED: links also list the hunting permission, and the app registration must require it. The
+   * default hunting backend (HUNTING_BACKEND) applies to tenants without an override. Absent: hunting off.
+   */
+  hunting?: { defaultBackend: TokenResource } | undefined;
   now?: () => number;
 }
 
@@ -127,6 +141,14 @@ export class ConsentLinks {
    * else `defaultBackend`): Entra refuses the whole request with AADSTS650052 when the tenant has no service
    * principal for a resource it names (a Graph-only tenant without Microsoft Threat Protection), so a link
    * never names a resource the tenant's backend does not use.
+   *
+   * With hunting on, `.default` also grants the hunting role the app registration requires on that resource,
+   * and `permissions` lists it when the tenant hunts on that same resource (`huntingBackend`, else the
+   * default hunting backend). A tenant whose hunts run on the other resource (incidents on Graph, hunts on the
+   * legacy Defender API, or the reverse) is NOT asked for both in one link, for the same AADSTS650052 reason:
+   * it needs a second link naming the hunting resource (`backend` = its hunting backend), whose permissions
+   * then list that resource's incident and hunting roles. A v1 link covers every permission the app requires,
+   * both hunting roles included.
    */
   async create(input: {
     flow: ConsentFlow;
@@ -134,6 +156,8 @@ export class ConsentLinks {
     redirectUri?: string | undefined;
     /** The tenant's backend; default `defaultBackend`. Ignored by LEGACY_V1. */
     backend?: TokenResource | undefined;
+    /** The tenant's hunting backend; default the hunting default. Ignored when hunting is off and by LEGACY_V1. */
+    huntingBackend?: TokenResource | undefined;
     minter: ConsentLinkMinter;
   }): Promise<ConsentLinkResult> {
     const authority = this.options.authorityHost;
@@ -142,7 +166,8 @@ export class ConsentLinks {
       const url =
         `${authority}/common/oauth2/authorize?prompt=consent&client_id=${encodeURIComponent(this.options.clientId)}` +
         `&response_type=code&sso_reload=true`;
-      return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS], backend: null, expiresAt: null };
+      const hunting = this.options.hunting ? [HUNTING_PERMISSIONS_BY_BACKEND.defender, HUNTING_PERMISSIONS_BY_BACKEND.graph] : [];
+      return { url, flow: "LEGACY_V1", tenantId: null, permissions: [...REQUIRED_PERMISSIONS, ...hunting], backend: null, expiresAt: null };
     }
     const backend = input.backend ?? this.options.defaultBackend;
     const resourceUri = (this.options.resourceUris?.[backend] ?? DEFAULT_RESOURCE_URIS[backend]).replace(/\/+$/, "");
@@ -170,10 +195,18 @@ export class ConsentLinks {
       url: `${authority}/${tenantId ?? "organizations"}/v2.0/adminconsent?${params.toString()}`,
       flow: "ADMIN_CONSENT",
       tenantId,
-      permissions: [...REQUIRED_PERMISSIONS_BY_BACKEND[backend]],
+      permissions: this.permissionsFor(backend, input.huntingBackend),
       backend,
       expiresAt: new Date(exp * 1000),
     };
+  }
+
+  /** What a v2 link for `backend`'s resource lists: its incident roles, and its hunting role when the tenant hunts there. */
+  private permissionsFor(backend: TokenResource, huntingBackend: TokenResource | undefined): ConsentPermission[] {
+    const permissions = [...REQUIRED_PERMISSIONS_BY_BACKEND[backend]];
+    const hunting = this.options.hunting;
+    if (hunting && (huntingBackend ?? hunting.defaultBackend) === backend) permissions.push(HUNTING_PERMISSIONS_BY_BACKEND[backend]);
+    return permissions;
   }
 
   /**

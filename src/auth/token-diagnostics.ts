@@ -18,10 +18,13 @@ export type AccessVerdict = "allowed" | "denied" | "unknown";
  */
 export type ReadProbe = () => Promise<AccessVerdict>;
 
+/** What a role may enable: reading or updating incidents, or running hunting queries. */
+export type Capability = IncidentCapability | "hunt";
+
 /** One application permission that satisfies the backend, and what it enables. */
 export interface RoleRequirement {
   role: string;
-  enables: IncidentCapability[];
+  enables: Capability[];
 }
 
 /**
@@ -38,6 +41,82 @@ export const INCIDENT_ROLES: Record<TokenResource, RoleRequirement[]> = {
     { role: "SecurityIncident.ReadWrite.All", enables: ["read", "update"] },
   ],
 };
+
+/**
+ * The application permission hunting needs, per hunting backend (resource): Microsoft Graph
+ * `POST /security/runHuntingQuery` needs `ThreatHunting.Read.All` on Graph; the legacy Defender
+ * `POST /api/advancedhunting/run` needs `AdvancedHunting.Read.All` on Microsoft Threat Protection (reference
+ * 1.2 and 1.12; issue 15 names the securitycenter API's `AdvancedQuery.Read.All`, which is another resource's
+ * role and not what api.security.microsoft.com checks).
+ */
+export const HUNTING_ROLES: Readonly<Record<TokenResource, string>> = {
+  graph: "ThreatHunting.Read.All",
+  defender: "AdvancedHunting.Read.All",
+};
+
+/** The hunting requirement of a backend, in the shape of `INCIDENT_ROLES`' entries. */
+export function huntingRequirement(backend: TokenResource): RoleRequirement {
+  return { role: HUNTING_ROLES[backend], enables: ["hunt"] };
+}
+
+/** Whether the app may run hunting queries in a tenant, judged from the hunting backend's token. */
+export interface HuntingDiagnosis {
+  /** The hunting backend (resource) whose token was judged. */
+  backend: TokenResource;
+  access: AccessVerdict;
+  /**
+   * True when the token carries the hunting role, false when it does not or no token could be had; null when
+   * the token's claims cannot be read (an opaque token: only a hunt can tell).
+   */
+  canHunt: boolean | null;
+  /** The hunting role when the token is known to lack it; [] otherwise (also when unknown). */
+  missingRoles: string[];
+  /** Why no token for the hunting backend could be had (its public code), when none could. */
+  errorCode?: TokenErrorCode;
+}
+
+/** The hunting verdict a diagnosis of the hunting backend's own token gives. */
+export function huntingAccessOf(diagnosis: TokenDiagnosis): HuntingDiagnosis {
+  const role = HUNTING_ROLES[diagnosis.backend];
+  const base = { backend: diagnosis.backend };
+  // No token: nothing can be hunted, whatever the roles would say.
+  if (diagnosis.error && diagnosis.error.code !== "MISSING_ROLE" && !diagnosis.claims && diagnosis.claimsReadable) {
+    return { ...base, access: "unknown", canHunt: false, missingRoles: [], errorCode: diagnosis.error.code };
+  }
+  if (!diagnosis.claimsReadable) return { ...base, access: "unknown", canHunt: null, missingRoles: [] };
+  const granted = diagnosis.grantedRoles.includes(role);
+  return { ...base, access: granted ? "allowed" : "denied", canHunt: granted, missingRoles: granted ? [] : [role] };
+}
+
+/**
+ * Judges hunting for a tenant on its hunting backend. When `reuse` is a diagnosis of that backend's token
+ * (the tenant's incidents and hunts use one resource), it is read and no token is requested; otherwise the
+ * hunting backend's token is requested (cached by the provider like any other). Never throws for the tenant's
+ * failure; an abort of `signal` is rethrown.
+ */
+export async function diagnoseHunting(
+  provider: TokenProvider,
+  tenantId: string,
+  backend: TokenResource,
+  options: { signal?: AbortSignal; recheck?: boolean; reuse?: TokenDiagnosis } = {},
+): Promise<HuntingDiagnosis> {
+  if (options.reuse && options.reuse.backend === backend) return huntingAccessOf(options.reuse);
+  let token: AccessToken;
+  try {
+    token = await provider.getToken(tenantId, backend, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.recheck ? { recheck: true } : {}),
+    });
+  } catch (error) {
+    if (options.signal?.aborted && error === options.signal.reason) throw error;
+    const failure = toTokenAcquisitionError(error, { tenantId: tenantId.trim().toLowerCase(), resource: backend });
+    return { backend, access: "unknown", canHunt: false, missingRoles: [], errorCode: failure.toPublic().code };
+  }
+  if (!token.claims) return { backend, access: "unknown", canHunt: null, missingRoles: [] };
+  const role = HUNTING_ROLES[backend];
+  const granted = token.claims.roles.includes(role);
+  return { backend, access: granted ? "allowed" : "denied", canHunt: granted, missingRoles: granted ? [] : [role] };
+}
 
 /** The diagnosis of one tenant's token for one backend: what a support page or the consent callback shows. */
 export interface TokenDiagnosis {

@@ -12,6 +12,11 @@ export const UPSTREAM_ERROR_CODES = [
   "BAD_REQUEST",
   /** An unordered list would have to page past the service's `$skip` ceiling (see watermark-paging.ts). */
   "UPSTREAM_PAGING_LIMIT",
+  /**
+   * The legacy advanced hunting API (`/api/advancedhunting/run`) answered as retired (410, or a 400/404 saying
+   * so: the real retired answer is undocumented). Fixed by switching the tenant's hunting backend to Graph.
+   */
+  "HUNTING_BACKEND_RETIRED",
 ] as const;
 export type UpstreamErrorCode = (typeof UPSTREAM_ERROR_CODES)[number];
 
@@ -32,6 +37,12 @@ export class UpstreamError extends Error {
       upstreamRequestId?: string;
       bodyExcerpt?: string;
       retryAfterSeconds?: number;
+      /**
+       * The service's own `error.message` of a 4xx answer (bounded, token-like text removed). Only for code
+       * that may show it to the caller whose request it was about (a hunting query's syntax error); like
+       * `bodyExcerpt` it can quote the request, so it is never logged by that code.
+       */
+      upstreamMessage?: string;
     },
     options?: { cause?: unknown },
   ) {

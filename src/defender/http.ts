@@ -407,6 +407,8 @@ export class IncidentsHttp {
       status,
       upstreamRequestId: headerId ?? parsed.requestId,
       bodyExcerpt: excerpt(text, accessToken),
+      // A 4xx's own words, for the one caller that may show them (a hunt's syntax error, src/hunting).
+      ...(status >= 400 && status < 500 && parsed.message ? { upstreamMessage: serviceMessage(parsed.message, accessToken) } : {}),
     };
     const upstreamCode = parsed.code ? ` ${parsed.code}` : "";
     const described = `HTTP ${status}${upstreamCode}`;
@@ -474,11 +476,18 @@ export class IncidentsHttp {
     code: UpstreamErrorCode,
     call: UpstreamCall,
     what: string,
-    details: { status?: number; upstreamRequestId?: string | undefined; bodyExcerpt?: string | undefined; retryAfterSeconds?: number },
+    details: {
+      status?: number;
+      upstreamRequestId?: string | undefined;
+      bodyExcerpt?: string | undefined;
+      retryAfterSeconds?: number;
+      upstreamMessage?: string | undefined;
+    },
     cause?: unknown,
   ): UpstreamError {
     const clean: UpstreamError["details"] = { tenantId: call.tenantId, backend: this.backend };
     if (details.status !== undefined) clean.status = details.status;
+    if (details.upstreamMessage) clean.upstreamMessage = details.upstreamMessage;
     if (details.upstreamRequestId) clean.upstreamRequestId = details.upstreamRequestId;
     if (details.bodyExcerpt) clean.bodyExcerpt = details.bodyExcerpt;
     if (details.retryAfterSeconds !== undefined) clean.retryAfterSeconds = details.retryAfterSeconds;
@@ -596,6 +605,16 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
 function retryAfterFromMessage(message: string | undefined): number | undefined {
   const match = message ? /allowed in (\d+) seconds?/i.exec(message) : null;
   return match ? Number(match[1]) * 1000 : undefined;
+}
+
+/** Longest service message kept on an error (`upstreamMessage`). */
+const SERVICE_MESSAGE_CHARS = 2000;
+
+/** A service's error message as it may be shown to the caller: bounded, anything token-like removed. */
+function serviceMessage(message: string, accessToken: string): string {
+  let clean = message.split(accessToken).join("[token]");
+  clean = clean.replace(/Bearer\s+[A-Za-z0-9\-._~+/]+=*/gi, "Bearer [token]").replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, "[jwt]");
+  return clean.length > SERVICE_MESSAGE_CHARS ? `${clean.slice(0, SERVICE_MESSAGE_CHARS - 1)}…` : clean;
 }
 
 /** At most 200 characters of a body for the log, with anything token-like removed. */

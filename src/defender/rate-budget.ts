@@ -10,8 +10,12 @@ import type { IncidentsBackendName } from "./incident.js";
  * calls in flight.
  */
 
-/** The quotas Microsoft documents, one bucket each. Graph publishes one number for all its security calls. */
-export const RATE_BUCKETS = ["defender.list", "defender.get", "defender.patch", "graph"] as const;
+/**
+ * The quotas Microsoft documents, one bucket each. Graph publishes one number for all its security calls.
+ * Advanced hunting has limits of its own, apart from the incidents': `defender.hunt` (the legacy
+ * `/api/advancedhunting/run`) and `graph.hunt` (Graph `runHuntingQuery`).
+ */
+export const RATE_BUCKETS = ["defender.list", "defender.get", "defender.patch", "graph", "defender.hunt", "graph.hunt"] as const;
 export type RateBucket = (typeof RATE_BUCKETS)[number];
 
 /**
@@ -29,6 +33,9 @@ export const QUOTAS_OF: Record<RateBucket, readonly RateQuota[]> = {
   "defender.get": ["defender.get", "defender.api"],
   "defender.patch": ["defender.patch", "defender.api"],
   graph: ["graph"],
+  // Hunting quotas are the hunting API's own, not the incidents API's (reference 1.12).
+  "defender.hunt": ["defender.hunt"],
+  "graph.hunt": ["graph.hunt"],
 };
 
 /** At most `limit` calls within any `windowSeconds` sliding window. */
@@ -61,6 +68,20 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
     { limit: 1500, windowSeconds: 3600 },
   ],
   graph: [{ limit: 150, windowSeconds: 60 }],
+  // Legacy advanced hunting: 45 calls a minute and 1,500 an hour per tenant (reference 1.12; "at least 45",
+  // varying with tenant size, so the floor is the budget).
+  "defender.hunt": [
+    { limit: 45, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  // Graph runHuntingQuery: ASSUMED. Graph publishes no call count for hunting, only CPU per tenant in
+  // 15-minute cycles (429 when spent). The legacy API's numbers, as a conservative call budget that keeps
+  // a polling partner from exhausting a customer's CPU cycle by call volume alone; the 429s of a CPU
+  // quota are reported as THROTTLED with Retry-After. Override with `limits` (HUNTING_GRAPH_CALLS_PER_MINUTE).
+  "graph.hunt": [
+    { limit: 45, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
 };
 
 export interface AcquireOptions {
@@ -349,7 +370,7 @@ function quotaKey(tenantId: string, quota: RateQuota): string {
 
 /** The backend a bucket belongs to, for errors. */
 export function backendOf(bucket: RateBucket): IncidentsBackendName {
-  return bucket === "graph" ? "graph" : "defender";
+  return bucket === "graph" || bucket === "graph.hunt" ? "graph" : "defender";
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

@@ -110,9 +110,9 @@ export interface CostInput {
  *   per-tenant work `tenantFanOut` already counts);
  * - a connection (a field with `first` that returns an object) multiplies its `edges` by its `first`; its
  *   other fields (`totalCount`, `pageInfo`, `tenantOutcomes` as a plain list) count as usual;
- * - every tenant a field reaches adds `tenantFanOut` × the field's multiplicity: `Query.incidents` spans its
- *   `tenantIds` (with `tenantTags` only narrowing them) or, without them, every tenant the caller may see
- *   (`visibleTenants`); `Query.tokenDiagnostics` its `tenantIds`; `Tenant.incidents`,
+ * - every tenant a field reaches adds `tenantFanOut` × the field's multiplicity: `Query.incidents` and
+ *   `Query.huntingQuery` span their `tenantIds` (with `tenantTags` only narrowing them) or, without them,
+ *   every tenant the caller may see (`visibleTenants`); `Query.tokenDiagnostics` its `tenantIds`; `Tenant.incidents`,
  *   `Tenant.incidentSummary`, `Tenant.token`, `Query.incident` and `Mutation.updateIncident` one tenant;
  * - `_entities` stands for the queries a router makes on its behalf: every distinct tenant among its Incident
  *   representations adds `tenantFanOut` (as `incident(tenantId:)` would), and its Tenant representations'
@@ -281,7 +281,9 @@ class CostWalker {
 
 /** How many tenants a field reaches per parent object; "visible" for every tenant the caller may see. */
 function tenantsReached(coordinate: string, args: Record<string, unknown>): number | "visible" {
-  if (coordinate === "Query.incidents") return Array.isArray(args.tenantIds) ? args.tenantIds.length : "visible";
+  if (coordinate === "Query.incidents" || coordinate === "Query.huntingQuery") return Array.isArray(args.tenantIds) ? args.tenantIds.length : "visible";
+  // A saved hunt spans its tags within the caller's scope: at most every tenant the caller may see.
+  if (coordinate === "Query.runSavedHunt") return "visible";
   if (coordinate === "Query.tokenDiagnostics") return Array.isArray(args.tenantIds) ? args.tenantIds.length : 0;
   return ONE_TENANT_FIELDS.has(coordinate) ? 1 : 0;
 }

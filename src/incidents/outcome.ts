@@ -160,6 +160,8 @@ function upstreamHint(error: UpstreamError): string {
       return `The ${api} does not know this incident (or the tenant has none of that kind): check the incident id and the tenant's backend.`;
     case "UPSTREAM_PAGING_LIMIT":
       return `The ${api} did not order this tenant's incidents by last update, and paging further would pass the offset where its pages stop: the incidents read so far are returned, the rest cannot be read this way. Report it with the tenant id; setting the tenant's backend to the other API may help.`;
+    case "HUNTING_BACKEND_RETIRED":
+      return `The legacy advanced hunting API is retired for this tenant: set the tenant's huntingBackend to GRAPH (Microsoft Graph runHuntingQuery, application permission ThreatHunting.Read.All) and hunt again.`;
     case "BAD_REQUEST":
       return `The ${api} refused the request as invalid: check the values sent (for updates, the classification and determination pair); if they are right, report it.`;
     default:

@@ -99,6 +99,7 @@ async function create(
     tenantId,
     redirectUri: request.redirectUri ?? undefined,
     backend,
+    huntingBackend: record?.huntingBackend ?? undefined,
     minter: { kind: ctx.caller.kind, id: ctx.caller.id, name: ctx.caller.name },
   });
   const result = new ConsentLink();

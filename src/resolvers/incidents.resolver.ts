@@ -212,9 +212,9 @@ export class IncidentsResolver {
 
   /**
    * The tenants a query spans: the listed ones the caller may see (an unknown or invisible one is `refused`,
-   * one answer for both), or every tenant in the caller's scope.
+   * one answer for both), or every tenant in the caller's scope. Shared with `huntingQuery`.
    */
-  private async selectTenants(selection: TenantSelection, ctx: GraphQLContext): Promise<{ records: TenantRecord[]; refused: string[] }> {
+  async selectTenants(selection: TenantSelection, ctx: GraphQLContext): Promise<{ records: TenantRecord[]; refused: string[] }> {
     const { ids, tags } = selection;
     if (!ids) return { records: await this.allTenants(tags, ctx), refused: [] };
     const found = await ctx.loaders.tenant.loadMany(ids);

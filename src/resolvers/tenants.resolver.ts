@@ -9,6 +9,7 @@ import { ConsentFlowKind, ConsentLink } from "../schema/consent.type.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import {
   ConsentStateKind,
+  HuntingBackendKind,
   RegisterTenantInput,
   Tenant,
   TenantConnection,
@@ -98,6 +99,7 @@ export class TenantsResolver {
           displayName: input.displayName,
           ...(input.tags ? { tags: input.tags } : {}),
           backend: input.backend ?? null,
+          huntingBackend: input.huntingBackend ?? null,
         });
         this.deps.onTenantChanged?.(record.id);
         return this.toTenant(record);
@@ -111,7 +113,7 @@ export class TenantsResolver {
     });
   }
 
-  @Mutation(() => Tenant, { description: "Changes a tenant's name, tags or backend. Needs ADMIN over the tenant." })
+  @Mutation(() => Tenant, { description: "Changes a tenant's name, tags, backend or hunting backend. Needs ADMIN over the tenant." })
   async updateTenant(
     @Arg("id", () => ID) id: string,
     @Arg("input", () => UpdateTenantInput) input: UpdateTenantInput,
@@ -130,9 +132,12 @@ export class TenantsResolver {
           ...(input.displayName !== undefined ? { displayName: input.displayName } : {}),
           ...(input.tags !== undefined ? { tags: input.tags } : {}),
           ...(input.backend !== undefined ? { backend: input.backend } : {}),
+          ...(input.huntingBackend !== undefined ? { huntingBackend: input.huntingBackend } : {}),
         })
         .catch(toPublicError);
-      if (updated.backend !== record.backend) this.deps.onTenantChanged?.(record.id);
+      if (updated.backend !== record.backend || (updated.huntingBackend ?? null) !== (record.huntingBackend ?? null)) {
+        this.deps.onTenantChanged?.(record.id);
+      }
       return this.toTenant(updated);
     });
   }
@@ -190,10 +195,15 @@ export function toTenant(record: TenantRecord, defaultBackend: IncidentsBackend)
   Object.assign(tenant, {
     ...record,
     backend: record.backend ? backendKind(record.backend) : null,
+    huntingBackend: record.huntingBackend ? huntingBackendKind(record.huntingBackend) : null,
     effectiveBackend: backendKind(record.backend ?? defaultBackend),
     consentState: ConsentStateKind[record.consentState],
   });
   return tenant;
+}
+
+function huntingBackendKind(backend: "graph" | "defender"): HuntingBackendKind {
+  return backend === "graph" ? HuntingBackendKind.GRAPH : HuntingBackendKind.DEFENDER;
 }
 
 function backendKind(backend: IncidentsBackend): IncidentsBackendKind {

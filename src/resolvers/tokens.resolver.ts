@@ -1,12 +1,13 @@
 import "reflect-metadata";
 import { Arg, Ctx, FieldResolver, ID, Query, Resolver, Root } from "type-graphql";
-import type { TokenDiagnosis } from "../auth/token-diagnostics.js";
-import type { IncidentsBackend } from "../config.js";
+import { diagnoseHunting, huntingRequirement, type Capability, type HuntingDiagnosis, type TokenDiagnosis } from "../auth/token-diagnostics.js";
+import type { TokenProvider, TokenResource } from "../auth/token-provider.js";
+import type { HuntingBackend, IncidentsBackend } from "../config.js";
 import { badInput, toPublicError } from "../errors.js";
 import { tenantForbidden } from "../incidents/outcome.js";
 import { isForbidden, type DiagnosisResult } from "../loaders/loaders.js";
 import { IncidentsBackendKind } from "../schema/server-info.type.js";
-import { Tenant } from "../schema/tenant.type.js";
+import { HuntingBackendKind, Tenant } from "../schema/tenant.type.js";
 import { AccessVerdictKind, IncidentCapabilityKind, TenantError, TenantErrorCode, TokenDiagnostics } from "../schema/token.type.js";
 import type { TenantStore } from "../store/tenant-store.js";
 import { normaliseTenantId } from "../store/tenant-store.js";
@@ -15,7 +16,19 @@ import type { GraphQLContext } from "./context.js";
 export interface TokensResolverDeps {
   tenants: TenantStore;
   defaultBackend: IncidentsBackend;
+  /**
+   * HUNTING_ENABLED and HUNTING_BACKEND: when on, diagnostics judge hunting too (`canHunt`), from the token of
+   * each tenant's hunting backend (requested only when a hunting field is asked for and that backend is not
+   * the one diagnosed). Absent: hunting off.
+   */
+  hunting?: { enabled: boolean; defaultBackend: HuntingBackend; tokenProvider: TokenProvider };
 }
+
+const CAPABILITIES: Record<Capability, IncidentCapabilityKind> = {
+  read: IncidentCapabilityKind.READ,
+  update: IncidentCapabilityKind.UPDATE,
+  hunt: IncidentCapabilityKind.HUNT,
+};
 
 const VERDICTS: Record<TokenDiagnosis["access"]["read"], AccessVerdictKind> = {
   allowed: AccessVerdictKind.ALLOWED,
@@ -58,7 +71,7 @@ export class TokensResolver {
         const registered = record instanceof Error ? undefined : record;
         const chosen = backend ?? registered?.backend ?? this.deps.defaultBackend;
         // An explicit re-check: past any remembered failure of the tenant, which it replaces.
-        return this.explain(await ctx.loaders.recheck.load(`${id}|${chosen}`));
+        return this.explain(await ctx.loaders.recheck.load(`${id}|${chosen}`), ctx, registered?.huntingBackend ?? undefined, true);
       }),
     );
   }
@@ -66,13 +79,35 @@ export class TokensResolver {
   @FieldResolver(() => TokenDiagnostics, { description: "This tenant's token, for its effective backend." })
   async token(@Root() tenant: Tenant, @Ctx() ctx: GraphQLContext): Promise<TokenDiagnostics> {
     const backend = tenant.effectiveBackend === IncidentsBackendKind.GRAPH ? "graph" : "defender";
-    return this.explain(await ctx.loaders.diagnosis.load(`${tenant.id}|${backend}`));
+    const hunting = tenant.huntingBackend ? (tenant.huntingBackend === HuntingBackendKind.GRAPH ? "graph" : "defender") : undefined;
+    return this.explain(await ctx.loaders.diagnosis.load(`${tenant.id}|${backend}`), ctx, hunting, false);
   }
 
-  private async explain(result: DiagnosisResult): Promise<TokenDiagnostics> {
+  /**
+   * A diagnosis as GraphQL shows it. With hunting on, the hunting role joins `requiredRoles` when the tenant
+   * hunts on the diagnosed backend, and the hunting fields are judged lazily (see `TokenHuntingResolver`).
+   */
+  private async explain(
+    result: DiagnosisResult,
+    ctx: GraphQLContext,
+    tenantHuntingBackend: TokenResource | undefined,
+    recheck: boolean,
+  ): Promise<TokenDiagnostics> {
     if (isForbidden(result)) return forbiddenDiagnostics(result.tenantId, result.backend);
     const d: TokenDiagnosis = result;
     const out = new TokenDiagnostics();
+    const hunting = this.deps.hunting?.enabled ? this.deps.hunting : undefined;
+    const huntingBackend = hunting ? (tenantHuntingBackend ?? hunting.defaultBackend) : undefined;
+    const requiredRoles = huntingBackend === d.backend ? [...d.requiredRoles, huntingRequirement(d.backend)] : d.requiredRoles;
+    if (hunting && huntingBackend) {
+      let verdict: Promise<HuntingDiagnosis> | undefined;
+      out.hunting = () =>
+        (verdict ??= diagnoseHunting(hunting.tokenProvider, d.tenantId, huntingBackend, {
+          reuse: d,
+          signal: ctx.operation.signal,
+          ...(recheck ? { recheck: true } : {}),
+        }));
+    }
     Object.assign(out, {
       tenantId: d.tenantId,
       backend: d.backend === "graph" ? IncidentsBackendKind.GRAPH : IncidentsBackendKind.DEFENDER,
@@ -86,10 +121,7 @@ export class TokensResolver {
       appId: d.claims?.appId ?? null,
       version: d.claims?.ver ?? null,
       roles: d.grantedRoles,
-      requiredRoles: d.requiredRoles.map((r) => ({
-        role: r.role,
-        enables: r.enables.map((c) => (c === "read" ? IncidentCapabilityKind.READ : IncidentCapabilityKind.UPDATE)),
-      })),
+      requiredRoles: requiredRoles.map((r) => ({ role: r.role, enables: r.enables.map((c) => CAPABILITIES[c]) })),
       missingRoles: d.missingRoles?.read ?? [],
       missingRolesForUpdate: d.missingRoles?.update ?? [],
       canRead: d.canRead,
@@ -147,4 +179,40 @@ function forbiddenDiagnostics(tenantId: string, backend: "defender" | "graph"): 
     error,
   });
   return out;
+}
+
+/**
+ * The hunting fields of a token diagnosis, judged only when asked for: from the diagnosed token itself when
+ * the tenant hunts on that backend, else from its hunting backend's token (one more token request, cached
+ * like any other). Null everywhere when HUNTING_ENABLED is off or the tenant is not visible.
+ */
+@Resolver(() => TokenDiagnostics)
+export class TokenHuntingResolver {
+  @FieldResolver(() => Boolean, {
+    nullable: true,
+    description:
+      "Whether the app may run hunting queries in the tenant (HUNTING_ENABLED): its hunting backend's token carries the hunting role " +
+      "(ThreatHunting.Read.All on Graph, AdvancedHunting.Read.All on the legacy Defender API). False when it does not or no token could be had; " +
+      "null when the token's claims are unreadable (only a hunt can tell), when hunting is off, or for a tenant outside the caller's scope.",
+  })
+  async canHunt(@Root() diagnostics: TokenDiagnostics): Promise<boolean | null> {
+    return (await diagnostics.hunting?.())?.canHunt ?? null;
+  }
+
+  @FieldResolver(() => AccessVerdictKind, { nullable: true, description: "canHunt as a verdict (UNKNOWN when claims are unreadable); null when hunting is off." })
+  async huntingAccess(@Root() diagnostics: TokenDiagnostics): Promise<AccessVerdictKind | null> {
+    const verdict = await diagnostics.hunting?.();
+    return verdict ? VERDICTS[verdict.access] : null;
+  }
+
+  @FieldResolver(() => HuntingBackendKind, { nullable: true, description: "The hunting backend judged: the tenant's, else HUNTING_BACKEND. Null when hunting is off." })
+  async huntingBackend(@Root() diagnostics: TokenDiagnostics): Promise<HuntingBackendKind | null> {
+    const verdict = await diagnostics.hunting?.();
+    return verdict ? (verdict.backend === "graph" ? HuntingBackendKind.GRAPH : HuntingBackendKind.DEFENDER) : null;
+  }
+
+  @FieldResolver(() => [String], { description: "To run hunting queries: the role missing from the hunting backend's token ([] when present, unknown, or hunting is off)." })
+  async missingRolesForHunting(@Root() diagnostics: TokenDiagnostics): Promise<string[]> {
+    return (await diagnostics.hunting?.())?.missingRoles ?? [];
+  }
 }

@@ -18,11 +18,13 @@ export const ENDPOINTS = [
   "graph.get",
   "graph.patch",
   "graph.comment",
+  "graph.hunt",
+  "defender.hunt",
 ] as const;
 export type EndpointName = (typeof ENDPOINTS)[number];
 
-/** Endpoint groups a fault can target besides single endpoint names. */
-export type EndpointSelector = EndpointName | "incidents" | "defender" | "graph" | "all";
+/** Endpoint groups a fault can target besides single endpoint names (`incidents` excludes the hunting calls). */
+export type EndpointSelector = EndpointName | "incidents" | "hunting" | "defender" | "graph" | "all";
 
 export const FAULT_KINDS = [
   "throttle",
@@ -64,6 +66,13 @@ export interface RateLimitOptions {
    * (api-incident: 50/min and 1,500/h per app per tenant). Not an endpoint's bucket: `SHARED_QUOTA_OF`.
    */
   "defender.api": RateRule[];
+  /** Legacy advanced hunting: 45/min and 1,500/h per tenant (reference 1.12, documented). */
+  "defender.hunt": RateRule[];
+  /**
+   * Graph runHuntingQuery: Microsoft publishes only "CPU per tenant in 15-minute cycles", no call count.
+   * ASSUMED the legacy numbers (same engine); configurable, and a `throttle` fault emulates the CPU quota.
+   */
+  "graph.hunt": RateRule[];
 }
 
 /** The quota each endpoint bucket shares with others, taken together with its own (all or none). */
@@ -170,6 +179,24 @@ export interface SandboxOptions {
    * else to the incident's current one.
    */
   defenderDeterminationRule?: DefenderDeterminationRule;
+  /**
+   * Hunting: the most rows one query returns; more are cut (documented 100,000 for the legacy API, assumed
+   * for Graph). Default 100,000. Also at run time: `PUT /_sandbox/hunting {rowLimit}`.
+   */
+  huntingRowLimit?: number;
+  /**
+   * The legacy `POST /api/advancedhunting/run` answers 410 Gone (ASSUMED: the real retired answer is
+   * undocumented), as it does anyway once the sandbox clock reaches 2027-02-01. Default false. Also at run
+   * time: `PUT /_sandbox/hunting {legacyRetired}`.
+   */
+  legacyHuntingRetired?: boolean;
+  /**
+   * The partner app also requires the hunting roles (AdvancedHunting.Read.All on Microsoft Threat Protection,
+   * ThreatHunting.Read.All on Graph), so consents and the seeded consented tenants grant them, except Litware
+   * (incident roles only: hunting answers 403) and Coho Winery (AdvancedHunting.Read.All only, as before).
+   * Default false (tokens keep exactly the incident roles); ignored when `app.requiredRoles` is given.
+   */
+  huntingRoles?: boolean;
   /** Background activity: every `intervalMs`, create and update a few incidents. Default off. */
   activity?: { intervalMs: number; changesPerTick?: number };
 }
@@ -204,10 +231,29 @@ export const DEFAULT_RATE_LIMITS: RateLimitOptions = {
     { limit: 50, windowSeconds: 60 },
     { limit: 1500, windowSeconds: 3600 },
   ],
+  "defender.hunt": [
+    { limit: 45, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
+  "graph.hunt": [
+    { limit: 45, windowSeconds: 60 },
+    { limit: 1500, windowSeconds: 3600 },
+  ],
 };
+
+/** Both hunting APIs return at most this many rows (documented for legacy, assumed for Graph). */
+export const DEFAULT_HUNTING_ROW_LIMIT = 100_000;
+
+/** The day the legacy hunting API stops returning data (reference 1.12, MC1220762). */
+export const LEGACY_HUNTING_RETIREMENT_MS = Date.parse("2027-02-01T00:00:00Z");
 
 /** See `SandboxOptions.graphExpandFailsAbove`. */
 export const DEFAULT_GRAPH_EXPAND_FAILS_ABOVE = 1000;
+
+function checkRowLimit(value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`huntingRowLimit must be a positive integer, got ${value}`);
+  return value;
+}
 
 function checkExpandThreshold(value: number | null): number | null {
   if (value !== null && (!Number.isInteger(value) || value < 0)) throw new RangeError(`graphExpandFailsAbove must be a non-negative integer or null, got ${value}`);
@@ -256,6 +302,8 @@ export class SandboxContext {
   private total = 0;
   private throttled = 0;
   private readonly faults = new Map<string, FaultSpec[]>();
+  /** Hunting knobs that the control API changes at run time (`PUT /_sandbox/hunting`). */
+  readonly hunting: { rowLimit: number; legacyRetired: boolean };
   /** Per-tenant `graphExpandFailsAbove` overrides (null: never fails). */
   private readonly expandThresholds = new Map<string, number | null>();
   latency: LatencySpec | undefined;
@@ -304,10 +352,14 @@ export class SandboxContext {
       graphExpandFailsAbove: checkExpandThreshold(options.graphExpandFailsAbove === undefined ? DEFAULT_GRAPH_EXPAND_FAILS_ABOVE : options.graphExpandFailsAbove),
       entitySerialization: options.entitySerialization ?? "sparse",
       defenderDeterminationRule: options.defenderDeterminationRule ?? "truePositiveOnly",
+      huntingRowLimit: checkRowLimit(options.huntingRowLimit ?? DEFAULT_HUNTING_ROW_LIMIT),
+      legacyHuntingRetired: options.legacyHuntingRetired ?? false,
+      huntingRoles: options.huntingRoles ?? false,
       activity: options.activity
         ? { intervalMs: options.activity.intervalMs, changesPerTick: options.activity.changesPerTick ?? 3 }
         : undefined,
     };
+    this.hunting = { rowLimit: this.options.huntingRowLimit, legacyRetired: this.options.legacyHuntingRetired };
     this.latency = options.latency;
     this.latencyRandom = Random.derive(seed, "latency");
     const now = Date.now();
@@ -320,10 +372,10 @@ export class SandboxContext {
       certificates: options.app?.certificates ?? [],
       redirectUris: options.app?.redirectUris ?? [],
       allowLoopbackRedirects: options.app?.allowLoopbackRedirects ?? true,
-      requiredRoles: options.app?.requiredRoles ?? {
-        defender: ["Incident.ReadWrite.All"],
-        graph: ["SecurityIncident.ReadWrite.All"],
-      },
+      requiredRoles: options.app?.requiredRoles ??
+        (options.huntingRoles
+          ? { defender: ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"], graph: ["SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"] }
+          : { defender: ["Incident.ReadWrite.All"], graph: ["SecurityIncident.ReadWrite.All"] }),
     };
     this.tenants = seedTenants({
       seed,
@@ -428,6 +480,17 @@ export class SandboxContext {
     this.total = 0;
     this.throttled = 0;
     if (rateLimits) this.limiter.reset();
+  }
+
+  /** Changes the hunting knobs; a field left undefined keeps its value. */
+  setHunting(change: { rowLimit?: number | undefined; legacyRetired?: boolean | undefined }): void {
+    if (change.rowLimit !== undefined) this.hunting.rowLimit = checkRowLimit(change.rowLimit);
+    if (change.legacyRetired !== undefined) this.hunting.legacyRetired = change.legacyRetired;
+  }
+
+  /** Whether the legacy hunting API is retired: the knob, or the sandbox clock past the retirement date. */
+  legacyHuntingRetired(): boolean {
+    return this.hunting.legacyRetired || this.now() >= LEGACY_HUNTING_RETIREMENT_MS;
   }
 
   /** Above how many incidents the tenant's Graph list fails with `$expand=alerts`; null: never. */
@@ -591,7 +654,8 @@ export function selectorMatches(selectors: readonly EndpointSelector[], endpoint
     (s) =>
       s === endpoint ||
       s === "all" ||
-      (s === "incidents" && (endpoint.startsWith("defender.") || endpoint.startsWith("graph."))) ||
+      (s === "incidents" && (endpoint.startsWith("defender.") || endpoint.startsWith("graph.")) && !endpoint.endsWith(".hunt")) ||
+      (s === "hunting" && endpoint.endsWith(".hunt")) ||
       (s === "defender" && endpoint.startsWith("defender.")) ||
       (s === "graph" && endpoint.startsWith("graph.")),
   );

@@ -6,7 +6,7 @@ import type { SandboxServices } from "./services.js";
 import { ADDED_TENANT_FIRST_INDEX, newSandboxTenant, type SandboxTenant } from "./tenants.js";
 import { issueCallerToken, SANDBOX_CALLER_AUDIENCE, SANDBOX_PARTNER_TENANT_ID, setOpaqueTokens, usesOpaqueTokens } from "./tokens.js";
 
-const endpointSelector = z.enum([...ENDPOINTS, "incidents", "defender", "graph", "all"] as [
+const endpointSelector = z.enum([...ENDPOINTS, "incidents", "hunting", "defender", "graph", "all"] as [
   EndpointSelector,
   ...EndpointSelector[],
 ]);
@@ -33,6 +33,17 @@ const pagingBody = z
     skipCeilingAnswer: z.enum(["400", "empty"]).optional(),
     graphOrderBy: z.enum(["honour", "ignore"]).optional(),
     defenderOrderBy: z.enum(["honour", "ignore", "reject"]).optional(),
+  })
+  .strict();
+
+const rateRules = z.array(z.object({ limit: z.number().int().min(0).max(1_000_000), windowSeconds: z.number().int().min(1).max(86_400) }).strict()).max(4);
+
+const huntingBody = z
+  .object({
+    rowLimit: z.number().int().min(1).max(10_000_000).optional(),
+    legacyRetired: z.boolean().optional(),
+    /** Per-tenant call quotas of each hunting API (see SandboxOptions.rateLimits). */
+    rateLimits: z.object({ graph: rateRules.optional(), defender: rateRules.optional() }).strict().optional(),
   })
   .strict();
 
@@ -179,6 +190,23 @@ export function registerControlRoutes(app: FastifyInstance, services: SandboxSer
         if (body.graphOrderBy !== undefined) ctx.options.graphOrderBy = body.graphOrderBy;
         if (body.defenderOrderBy !== undefined) ctx.options.defenderOrderBy = body.defenderOrderBy;
         return pagingView();
+      });
+
+      // Hunting knobs (README "Hunting in the sandbox"): row cap, legacy retirement, quotas.
+      const huntingView = () => ({
+        rowLimit: ctx.hunting.rowLimit,
+        legacyRetired: ctx.legacyHuntingRetired(),
+        rateLimits: { graph: ctx.options.rateLimits["graph.hunt"], defender: ctx.options.rateLimits["defender.hunt"] },
+      });
+      scope.get("/hunting", async () => huntingView());
+      scope.put("/hunting", async (request, reply) => {
+        const parsed = huntingBody.safeParse(request.body);
+        if (!parsed.success) return badRequest(reply, parsed.error);
+        const body = parsed.data;
+        ctx.setHunting({ rowLimit: body.rowLimit, legacyRetired: body.legacyRetired });
+        if (body.rateLimits?.graph) ctx.options.rateLimits["graph.hunt"] = body.rateLimits.graph;
+        if (body.rateLimits?.defender) ctx.options.rateLimits["defender.hunt"] = body.rateLimits.defender;
+        return huntingView();
       });
 
       scope.get("/latency", async () => ({ latency: ctx.latency ?? null }));

@@ -27,6 +27,7 @@ import {
   type FilterSchema,
   type OrderByClause,
 } from "./odata.js";
+import { HUNTING_DATA_WINDOW_MS, runHunt, schemaType } from "./hunting/hunting-service.js";
 import { RESOURCES } from "./resources.js";
 import type { SandboxServices } from "./services.js";
 
@@ -83,7 +84,7 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
 
   const admit = (request: FastifyRequest, reply: FastifyReply, endpoint: EndpointName, bucket: keyof RateLimitOptions, write: boolean): Promise<Caller | undefined> => {
     void reply.header("odata-version", "4.0");
-    const required = write ? RESOURCES.defender.writeRoles : RESOURCES.defender.readRoles;
+    const required = endpoint === "defender.hunt" ? RESOURCES.defender.huntRoles : write ? RESOURCES.defender.writeRoles : RESOURCES.defender.readRoles;
     return admitCaller(services, request, reply, {
       endpoint,
       bucket,
@@ -128,7 +129,7 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
       });
       scope.setNotFoundHandler(async (request, reply) => {
         const path = (request.raw.url ?? "").split("?")[0]!;
-        if (/^\/api\/incidents(\/[^/]+)?$/.test(path)) {
+        if (/^\/api\/(incidents(\/[^/]+)?|advancedhunting\/run)$/.test(path)) {
           await fail(reply, 405, "MethodNotAllowed", `The method '${request.method}' is not allowed on '${path}'.`);
           return;
         }
@@ -234,6 +235,41 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
         if (refused) return fail(reply, 400, "InvalidInput", refused);
         const updated = incidents.update(caller.tenant.id, id, parsed, `API-App:${ctx.app.displayName}`)!;
         return ok(reply, entity(updated));
+      });
+
+      // Legacy advanced hunting (reference 1.12; contract notes/HUNTING-CONTRACT.md): 30 days of data, its own
+      // quota (45/min, 1,500/h per tenant), and retired from 2027-02-01 (or the `legacyHuntingRetired` knob).
+      scope.post("/advancedhunting/run", async (request, reply) => {
+        const caller = await admit(request, reply, "defender.hunt", "defender.hunt", false);
+        if (!caller) return reply;
+        if (ctx.legacyHuntingRetired()) {
+          // ASSUMED: the retired endpoint's real answer is undocumented; 410 with a pointer to the successor.
+          return fail(reply, 410, "Gone", "The advanced hunting API has been retired (MC1220762) and no longer returns data; use Microsoft Graph runHuntingQuery (POST /security/runHuntingQuery).");
+        }
+        const body = readJsonObject(request);
+        if (!body.ok) return fail(reply, body.reason === "content-type" ? 415 : 400, "InvalidRequestBody", body.message);
+        const query = body.value.Query;
+        if (typeof query !== "string" || query.trim() === "") return fail(reply, 400, "InvalidRequestBody", "Property 'Query' is required and must be a non-empty string (the name is case-sensitive).");
+        const now = ctx.now();
+        const started = process.hrtime.bigint();
+        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - HUNTING_DATA_WINDOW_MS, rowLimit: ctx.hunting.rowLimit });
+        if (!outcome.ok) return fail(reply, 400, "BadRequest", outcome.error.message);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        return reply.code(200).header("content-type", "application/json; charset=utf-8").send(
+          JSON.stringify({
+            Stats: {
+              ExecutionTime: Number(seconds.toFixed(6)),
+              resource_usage: {
+                cache: { memory: { hits: 0, misses: 0, total: 0 }, disk: { hits: 0, misses: 0, total: 0 } },
+                cpu: { user: "00:00:00", kernel: "00:00:00", "total cpu": "00:00:00" },
+                memory: { peak_per_node: 0 },
+              },
+              dataset_statistics: [{ table_row_count: outcome.rows.length, table_size: 0 }],
+            },
+            Schema: outcome.schema.map((c) => ({ Name: c.name, Type: schemaType(c) })),
+            Results: outcome.rows,
+          }),
+        );
       });
     },
     { prefix: "/api" },

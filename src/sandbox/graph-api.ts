@@ -32,6 +32,7 @@ import {
   type FilterSchema,
   type OrderByClause,
 } from "./odata.js";
+import { HUNTING_DATA_WINDOW_MS, parseIsoDuration, runHunt, schemaType } from "./hunting/hunting-service.js";
 import { RESOURCES } from "./resources.js";
 import type { SandboxServices } from "./services.js";
 
@@ -150,12 +151,14 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
   };
 
   const admit = (request: FastifyRequest, reply: FastifyReply, endpoint: EndpointName, write: boolean): Promise<Caller | undefined> => {
-    const required = write ? RESOURCES.graph.writeRoles : RESOURCES.graph.readRoles;
+    // Hunting has its own role and its own quota (SandboxOptions.rateLimits["graph.hunt"]).
+    const hunt = endpoint === "graph.hunt";
+    const required = hunt ? RESOURCES.graph.huntRoles : write ? RESOURCES.graph.writeRoles : RESOURCES.graph.readRoles;
     const writer = errorBody(request, reply);
     if (!request.headers.authorization) void reply.header("www-authenticate", 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"');
     return admitCaller(services, request, reply, {
       endpoint,
-      bucket: "graph",
+      bucket: hunt ? "graph.hunt" : "graph",
       resource: RESOURCES.graph,
       requiredRoles: required,
       unauthorizedCode: "InvalidAuthenticationToken",
@@ -206,7 +209,7 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
       });
       scope.setNotFoundHandler(async (request, reply) => {
         const path = (request.raw.url ?? "").split("?")[0]!;
-        if (new RegExp(`^/${version.replace(".", "\\.")}/security/incidents(/[^/]+(/comments)?)?$`).test(path)) {
+        if (new RegExp(`^/${version.replace(".", "\\.")}/security/(incidents(/[^/]+(/comments)?)?|runHuntingQuery)$`).test(path)) {
           await fail(request, reply, 405, "Request_BadRequest", `The HTTP method '${request.method}' is not supported on '${path}'.`);
           return;
         }
@@ -339,6 +342,30 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
         return ok(request, reply, {
           "@odata.context": `https://graph.microsoft.com/${version}/$metadata#security/incidents('${updated.incidentId}')/comments`,
           value: incidents.commentsOf(updated).map(graphComment),
+        });
+      });
+
+      // Advanced hunting (contract: notes/HUNTING-CONTRACT.md; README "Hunting in the sandbox").
+      scope.post("/security/runHuntingQuery", async (request, reply) => {
+        const caller = await admit(request, reply, "graph.hunt", false);
+        if (!caller) return reply;
+        const body = readJsonObject(request);
+        if (!body.ok) return fail(request, reply, body.reason === "content-type" ? 415 : 400, "BadRequest", graphBodyMessage(body.reason, body.message));
+        const { Query: query, Timespan: timespan } = body.value;
+        if (typeof query !== "string" || query.trim() === "") return fail(request, reply, 400, "BadRequest", "The parameter 'Query' is required and must be a non-empty string.");
+        let windowMs = HUNTING_DATA_WINDOW_MS;
+        if (timespan !== undefined && timespan !== null) {
+          const parsed = typeof timespan === "string" ? parseIsoDuration(timespan) : undefined;
+          if (parsed === undefined) return fail(request, reply, 400, "BadRequest", "The parameter 'Timespan' must be an ISO 8601 duration such as 'P7D' or 'PT12H'.");
+          windowMs = parsed;
+        }
+        const now = ctx.now();
+        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - windowMs, rowLimit: ctx.hunting.rowLimit });
+        if (!outcome.ok) return fail(request, reply, 400, "BadRequest", outcome.error.message);
+        return ok(request, reply, {
+          "@odata.context": `https://graph.microsoft.com/${version}/$metadata#microsoft.graph.security.huntingQueryResults`,
+          schema: outcome.schema.map((c) => ({ name: c.name, type: schemaType(c) })),
+          results: outcome.rows,
         });
       });
     },

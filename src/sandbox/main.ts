@@ -26,6 +26,8 @@ const sandbox = await startSandbox({
   ...(env.SANDBOX_INCIDENTS !== undefined ? { incidentsPerTenant: env.SANDBOX_INCIDENTS } : {}),
   ...(env.SANDBOX_LATENCY_MS > 0 ? { latency: { fixedMs: env.SANDBOX_LATENCY_MS } } : {}),
   ...(env.SANDBOX_ACTIVITY_MS > 0 ? { activity: { intervalMs: env.SANDBOX_ACTIVITY_MS } } : {}),
+  // The standalone sandbox demonstrates hunting: the app requires (and consents grant) the hunting roles.
+  huntingRoles: true,
 });
 
 const dir = resolve(env.SANDBOX_DIR);

@@ -11,15 +11,19 @@ export const RESOURCES = {
     roles: ["Incident.Read.All", "Incident.ReadWrite.All", "AdvancedHunting.Read.All", "CustomDetections.ReadWrite.All"],
     readRoles: ["Incident.Read.All", "Incident.ReadWrite.All"],
     writeRoles: ["Incident.ReadWrite.All"],
+    /** `POST /api/advancedhunting/run` (reference 1.1, 1.12). */
+    huntRoles: ["AdvancedHunting.Read.All"],
   },
   graph: {
     key: "graph",
     appId: "00000003-0000-0000-c000-000000000000",
     uri: "https://graph.microsoft.com",
     displayName: "Microsoft Graph",
-    roles: ["SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All"],
+    roles: ["SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All", "SecurityAlert.Read.All", "ThreatHunting.Read.All"],
     readRoles: ["SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All"],
     writeRoles: ["SecurityIncident.ReadWrite.All"],
+    /** `POST /security/runHuntingQuery` (Graph's runHuntingQuery page: ThreatHunting.Read.All, application). */
+    huntRoles: ["ThreatHunting.Read.All"],
   },
 } as const;
 

@@ -43,7 +43,7 @@ interface NamedTenant {
   region: SandboxTenant["region"];
   incidents: number;
   /** Default: consented with full roles on both resources, both resources present. */
-  kind?: "not-consented" | "no-incident-role" | "graph-only";
+  kind?: "not-consented" | "no-incident-role" | "graph-only" | "no-hunting-role";
   note?: string;
 }
 
@@ -56,7 +56,7 @@ const NAMED_TENANTS: readonly NamedTenant[] = [
   { name: "Woodgrove Bank", domain: "woodgrovebank", tags: ["finance", "enterprise", "eu"], region: "EU", incidents: 210 },
   { name: "Wide World Importers", domain: "wideworldimporters", tags: ["mid", "eu"], region: "EU", incidents: 120 },
   { name: "Lamna Healthcare", domain: "lamnahealthcare", tags: ["health", "mid", "na"], region: "NA", incidents: 150 },
-  { name: "Litware, Inc.", domain: "litwareinc", tags: ["smb", "na"], region: "NA", incidents: 60 },
+  { name: "Litware, Inc.", domain: "litwareinc", tags: ["smb", "na"], region: "NA", incidents: 60, kind: "no-hunting-role" },
   { name: "Trey Research", domain: "treyresearch", tags: ["smb", "eu"], region: "EU", incidents: 15 },
   { name: "Tailspin Toys", domain: "tailspintoys", tags: ["smb", "na"], region: "NA", incidents: 0, note: "no incidents at all" },
   { name: "Proseware, Inc.", domain: "proseware", tags: ["mid", "graph"], region: "WW", incidents: 75, kind: "graph-only", note: "reachable through Microsoft Graph only (no Microsoft Threat Protection principal)" },
@@ -65,6 +65,8 @@ const NAMED_TENANTS: readonly NamedTenant[] = [
 ];
 
 export const NAMED_TENANT_COUNT = NAMED_TENANTS.length;
+
+const HUNT_ROLES = [...RESOURCES.defender.huntRoles, ...RESOURCES.graph.huntRoles];
 
 export interface TenantSeedOptions {
   seed: number;
@@ -88,12 +90,16 @@ export function seedTenants(options: TenantSeedOptions): SandboxTenant[] {
     const generatedNumber = String(index + 1).padStart(4, "0");
     const kind = named?.kind;
     const fullRoles = { defender: [...options.requiredRoles.defender], graph: [...options.requiredRoles.graph] };
+    // Litware consented before the app asked for hunting: its incident roles only (hunting answers 403).
+    const withoutHunting = (list: string[]) => list.filter((r) => !(HUNT_ROLES as readonly string[]).includes(r));
     const roles =
       kind === "no-incident-role"
         ? { defender: ["AdvancedHunting.Read.All"], graph: [] }
         : kind === "graph-only"
           ? { defender: [], graph: fullRoles.graph }
-          : fullRoles;
+          : kind === "no-hunting-role"
+            ? { defender: withoutHunting(fullRoles.defender), graph: withoutHunting(fullRoles.graph) }
+            : fullRoles;
     const granted = kind !== "not-consented";
     const tenant: SandboxTenant = {
       id,

@@ -16,12 +16,14 @@ import {
 import { buildSchema, createResolversMap, type ContainerType } from "type-graphql";
 import { badInput } from "../errors.js";
 import { CallersResolver } from "../resolvers/callers.resolver.js";
+import { HuntingResolver } from "../resolvers/hunting.resolver.js";
 import { representationProblem } from "../resolvers/entity-references.js";
 import { ConsentResolver, TenantErrorConsentResolver } from "../resolvers/consent.resolver.js";
 import { IncidentsResolver, TenantIncidentsResolver } from "../resolvers/incidents.resolver.js";
 import { ServerInfoResolver } from "../resolvers/server-info.resolver.js";
 import { TenantsResolver } from "../resolvers/tenants.resolver.js";
-import { TokensResolver } from "../resolvers/tokens.resolver.js";
+import { SavedHuntsResolver } from "../resolvers/saved-hunts.resolver.js";
+import { TokenHuntingResolver, TokensResolver } from "../resolvers/tokens.resolver.js";
 
 /** The resolver classes of the public schema, in one place for the schema build and the SDL printer. */
 export const RESOLVERS = [
@@ -30,9 +32,12 @@ export const RESOLVERS = [
   ConsentResolver,
   TenantErrorConsentResolver,
   TokensResolver,
+  TokenHuntingResolver,
   IncidentsResolver,
   TenantIncidentsResolver,
   CallersResolver,
+  HuntingResolver,
+  SavedHuntsResolver,
 ] as const;
 
 /**

@@ -20,6 +20,17 @@ registerEnumType(ConsentStateKind, {
   },
 });
 
+export enum HuntingBackendKind {
+  GRAPH = "graph",
+  DEFENDER = "defender",
+}
+registerEnumType(HuntingBackendKind, {
+  name: "HuntingBackend",
+  description:
+    "Where a tenant's hunting queries run. GRAPH: Microsoft Graph runHuntingQuery (ThreatHunting.Read.All). DEFENDER: the legacy " +
+    "api.security.microsoft.com/api/advancedhunting/run (AdvancedHunting.Read.All), retired by Microsoft: it stops returning data on 2027-02-01.",
+});
+
 // Federation entity: other subgraphs extend a tenant by its Entra tenant id.
 @Directive('@key(fields: "id")')
 @ObjectType({ description: "A customer Entra ID tenant in the partner's registry." })
@@ -38,6 +49,9 @@ export class Tenant {
 
   @Field(() => IncidentsBackendKind, { description: "The backend this tenant's incidents are read from." })
   effectiveBackend!: IncidentsBackendKind;
+
+  @Field(() => HuntingBackendKind, { nullable: true, description: "Hunting backend override; null follows the server default (HUNTING_BACKEND)." })
+  huntingBackend!: HuntingBackendKind | null;
 
   @Field(() => ConsentStateKind)
   consentState!: ConsentStateKind;
@@ -110,9 +124,12 @@ export class RegisterTenantInput {
 
   @Field(() => IncidentsBackendKind, { nullable: true })
   backend?: IncidentsBackendKind | null;
+
+  @Field(() => HuntingBackendKind, { nullable: true, description: "Where the tenant's hunts run; null: the server default (HUNTING_BACKEND)." })
+  huntingBackend?: HuntingBackendKind | null;
 }
 
-@InputType({ description: "Fields to change; omitted fields keep their values, a null backend clears the override." })
+@InputType({ description: "Fields to change; omitted fields keep their values, a null backend or huntingBackend clears that override." })
 export class UpdateTenantInput {
   @Field(() => String, { nullable: true })
   displayName?: string;
@@ -122,4 +139,7 @@ export class UpdateTenantInput {
 
   @Field(() => IncidentsBackendKind, { nullable: true })
   backend?: IncidentsBackendKind | null;
+
+  @Field(() => HuntingBackendKind, { nullable: true, description: "Where the tenant's hunts run; null: the server default (HUNTING_BACKEND)." })
+  huntingBackend?: HuntingBackendKind | null;
 }

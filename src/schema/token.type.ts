@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
 import { TENANT_ERROR_CODES, type TenantErrorCode as DomainTenantErrorCode } from "../incidents/outcome.js";
+import type { HuntingDiagnosis } from "../auth/token-diagnostics.js";
 import { IncidentsBackendKind } from "./server-info.type.js";
 
 /** Public failure codes of a tenant: the token layer's, the incidents backends', and DEADLINE_EXCEEDED. */
@@ -16,8 +17,12 @@ registerEnumType(TenantErrorCode, {
 export enum IncidentCapabilityKind {
   READ = "read",
   UPDATE = "update",
+  HUNT = "hunt",
 }
-registerEnumType(IncidentCapabilityKind, { name: "IncidentCapability" });
+registerEnumType(IncidentCapabilityKind, {
+  name: "IncidentCapability",
+  description: "What a role allows: reading or updating incidents, or (HUNT) running hunting queries.",
+});
 
 export enum AccessVerdictKind {
   ALLOWED = "allowed",
@@ -137,4 +142,11 @@ export class TokenDiagnostics {
 
   @Field(() => TenantError, { nullable: true })
   error!: TenantError | null;
+
+  /**
+   * The hunting verdict, computed once when a hunting field is asked for (`canHunt`, `huntingAccess`,
+   * `missingRolesForHunting`, `huntingBackend`: src/resolvers/tokens.resolver.ts); undefined when hunting is
+   * off or the tenant is not visible. Not a field.
+   */
+  hunting?: () => Promise<HuntingDiagnosis | undefined>;
 }

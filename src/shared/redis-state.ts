@@ -4,6 +4,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { UpstreamError } from "../defender/backend-client.js";
 import {
+  backendOf,
   DEFAULT_RATE_LIMITS,
   InProcessRateBudget,
   QUOTAS_OF,
@@ -149,7 +150,7 @@ export class RedisRateBudget implements RateBudget {
         throw new UpstreamError(
           "THROTTLED",
           `the ${bucket} rate budget of tenant ${tenantId} (shared by every replica) has no slot before the deadline (next in ${Math.ceil(waitMs / 1000)} s)`,
-          { tenantId, backend: bucket === "graph" ? "graph" : "defender", retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+          { tenantId, backend: backendOf(bucket), retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
         );
       }
       if (!waited) this.counters.waited++;

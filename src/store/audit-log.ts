@@ -17,6 +17,10 @@ export const AUDIT_ACTIONS = [
   "consent.restored_detected",
   "key.create",
   "key.revoke",
+  /** Saved hunts: detail holds the name, tags and query length, never the query text. */
+  "hunt.save",
+  "hunt.delete",
+  "hunt.run",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

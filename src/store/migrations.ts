@@ -90,6 +90,27 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       )
     `,
   },
+  {
+    version: 5,
+    name: "hunting",
+    // A tenant's hunting backend (null: HUNTING_BACKEND), and the partner's saved hunts: one name per deployment,
+    // compared case-insensitively. The creator is kept as the audit log keeps an actor (kind, id, name).
+    sql: `
+      ALTER TABLE tenants ADD COLUMN hunting_backend text NULL CHECK (hunting_backend IN ('graph', 'defender'));
+      CREATE TABLE saved_hunts (
+        id uuid PRIMARY KEY,
+        name text NOT NULL CHECK (length(name) BETWEEN 1 AND 128),
+        query text NOT NULL CHECK (length(query) BETWEEN 1 AND 10000),
+        tenant_tags text[] NOT NULL DEFAULT '{}',
+        created_by_kind text NOT NULL,
+        created_by_id text NOT NULL,
+        created_by_name text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX saved_hunts_name_idx ON saved_hunts (lower(name))
+    `,
+  },
 ];
 
 /** Arbitrary constant naming Crosswatch's migration lock. */

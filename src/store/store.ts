@@ -5,6 +5,7 @@ import { ApiKeyStore } from "./api-key-store.js";
 import { AuditLog } from "./audit-log.js";
 import { ConsentNonceStore } from "./consent-nonces.js";
 import { DeploymentStore } from "./deployment.js";
+import { SavedHuntStore } from "./saved-hunt-store.js";
 import { TenantStore } from "./tenant-store.js";
 
 export interface StoreOptions {
@@ -25,6 +26,8 @@ export interface Store {
   audit: AuditLog;
   /** Whether the store serves the sandbox or Azure, recorded once by the first server that opens it. */
   deployment: DeploymentStore;
+  /** The partner's saved hunting queries (one library per deployment). */
+  savedHunts: SavedHuntStore;
   close(): Promise<void>;
 }
 
@@ -50,6 +53,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     apiKeys: new ApiKeyStore(db),
     audit: new AuditLog(db),
     deployment: new DeploymentStore(db),
+    savedHunts: new SavedHuntStore(db),
     close: () => db.close(),
   };
 }

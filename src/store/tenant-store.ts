@@ -5,6 +5,8 @@ import type { SqlClient } from "./sql.js";
 export const CONSENT_STATES = ["PENDING", "GRANTED", "DENIED", "REVOKED"] as const;
 export type ConsentState = (typeof CONSENT_STATES)[number];
 export type BackendOverride = "defender" | "graph";
+/** Where a tenant's hunting queries run: Microsoft Graph `runHuntingQuery`, or the legacy Defender API while it answers. */
+export type HuntingBackendOverride = "graph" | "defender";
 
 /** A customer tenant as the registry keeps it. */
 export interface TenantRecord {
@@ -14,6 +16,11 @@ export interface TenantRecord {
   tags: string[];
   /** Incidents backend for this tenant; null follows the deployment default. */
   backend: BackendOverride | null;
+  /**
+   * Hunting backend for this tenant; null (or absent, in records built by hand) follows the deployment
+   * default HUNTING_BACKEND.
+   */
+  huntingBackend?: HuntingBackendOverride | null;
   consentState: ConsentState;
   consentedAt: Date | null;
   /** The error the admin's consent came back with (DENIED), e.g. `access_denied: AADSTS65004 …`. */
@@ -31,6 +38,7 @@ export interface NewTenant {
   displayName: string;
   tags?: string[];
   backend?: BackendOverride | null;
+  huntingBackend?: HuntingBackendOverride | null;
   consentState?: ConsentState;
 }
 
@@ -38,6 +46,8 @@ export interface TenantPatch {
   displayName?: string;
   tags?: string[];
   backend?: BackendOverride | null;
+  /** null clears the override (the deployment default applies). */
+  huntingBackend?: HuntingBackendOverride | null;
 }
 
 export interface TenantFilter {
@@ -72,6 +82,7 @@ interface TenantRow {
   display_name: string;
   tags: string[];
   backend: BackendOverride | null;
+  hunting_backend: HuntingBackendOverride | null;
   consent_state: ConsentState;
   consented_at: Date | string | null;
   consent_error: string | null;
@@ -83,7 +94,7 @@ interface TenantRow {
 }
 
 const COLUMNS =
-  "id::text AS id, display_name, tags, backend, consent_state, consented_at, consent_error, " +
+  "id::text AS id, display_name, tags, backend, hunting_backend, consent_state, consented_at, consent_error, " +
   "last_token_success_at, last_failure_at, last_failure_code, created_at, updated_at";
 
 /** Validates and normalises a tenant id: a GUID, lower-cased. Throws INVALID_INPUT otherwise. */
@@ -104,14 +115,22 @@ function normaliseName(name: string): string {
 }
 
 function normaliseTags(tags: string[]): string[] {
+  return normaliseTagList(tags, MAX_TAGS, "tags");
+}
+
+/**
+ * Tags as the registry writes them: trimmed, de-duplicated, at most `max`, each 1 to 64 letters, digits or
+ * `. _ : -` starting with a letter or digit. INVALID_INPUT naming `field` otherwise.
+ */
+export function normaliseTagList(tags: readonly string[], max: number, field: string): string[] {
   const unique = [...new Set(tags.map((t) => t.trim()))];
-  if (unique.length > MAX_TAGS) throw new StoreError("INVALID_INPUT", `at most ${MAX_TAGS} tags`, { field: "tags" });
+  if (unique.length > max) throw new StoreError("INVALID_INPUT", `at most ${max} tags`, { field });
   for (const tag of unique) {
     if (!TAG.test(tag)) {
       throw new StoreError(
         "INVALID_INPUT",
         `tag '${tag.slice(0, 70)}' must be 1 to 64 letters, digits or . _ : - and start with a letter or digit`,
-        { field: "tags" },
+        { field },
       );
     }
   }
@@ -155,11 +174,18 @@ export class TenantStore {
   async register(input: NewTenant): Promise<TenantRecord> {
     const id = normaliseTenantId(input.id);
     const rows = await this.db.query<TenantRow>(
-      `INSERT INTO tenants (id, display_name, tags, backend, consent_state)
-       VALUES ($1, $2, $3, $4, $5)
+      `INSERT INTO tenants (id, display_name, tags, backend, consent_state, hunting_backend)
+       VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (id) DO NOTHING
        RETURNING ${COLUMNS}`,
-      [id, normaliseName(input.displayName), normaliseTags(input.tags ?? []), input.backend ?? null, input.consentState ?? "PENDING"],
+      [
+        id,
+        normaliseName(input.displayName),
+        normaliseTags(input.tags ?? []),
+        input.backend ?? null,
+        input.consentState ?? "PENDING",
+        huntingBackendValue(input.huntingBackend),
+      ],
     );
     if (rows.length === 0) throw new StoreError("ALREADY_EXISTS", `tenant ${id} is already registered`, { field: "id" });
     return toRecord(rows[0]!);
@@ -171,9 +197,16 @@ export class TenantStore {
       let added = 0;
       for (const input of inputs) {
         const rows = await tx.query(
-          `INSERT INTO tenants (id, display_name, tags, backend, consent_state)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id`,
-          [normaliseTenantId(input.id), normaliseName(input.displayName), normaliseTags(input.tags ?? []), input.backend ?? null, input.consentState ?? "PENDING"],
+          `INSERT INTO tenants (id, display_name, tags, backend, consent_state, hunting_backend)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id`,
+          [
+            normaliseTenantId(input.id),
+            normaliseName(input.displayName),
+            normaliseTags(input.tags ?? []),
+            input.backend ?? null,
+            input.consentState ?? "PENDING",
+            huntingBackendValue(input.huntingBackend),
+          ],
         );
         added += rows.length;
       }
@@ -255,6 +288,10 @@ export class TenantStore {
     if (patch.backend !== undefined) {
       params.push(patch.backend);
       sets.push(`backend = $${params.length}`);
+    }
+    if (patch.huntingBackend !== undefined) {
+      params.push(huntingBackendValue(patch.huntingBackend));
+      sets.push(`hunting_backend = $${params.length}`);
     }
     sets.push("updated_at = now()");
     const rows = await this.db.query<TenantRow>(
@@ -374,6 +411,7 @@ function toRecord(row: TenantRow): TenantRecord {
     displayName: row.display_name,
     tags: row.tags,
     backend: row.backend,
+    huntingBackend: row.hunting_backend,
     consentState: row.consent_state,
     consentedAt: toDate(row.consented_at),
     consentError: row.consent_error,
@@ -383,6 +421,17 @@ function toRecord(row: TenantRow): TenantRecord {
     createdAt: toDate(row.created_at)!,
     updatedAt: toDate(row.updated_at)!,
   };
+}
+
+const HUNTING_BACKENDS: readonly HuntingBackendOverride[] = ["graph", "defender"];
+
+/** A hunting backend override as stored: one of HUNTING_BACKENDS or null (the column's CHECK says the same). */
+function huntingBackendValue(value: HuntingBackendOverride | null | undefined): HuntingBackendOverride | null {
+  if (value === undefined || value === null) return null;
+  if (!HUNTING_BACKENDS.includes(value)) {
+    throw new StoreError("INVALID_INPUT", "huntingBackend must be graph or defender", { field: "huntingBackend" });
+  }
+  return value;
 }
 
 function escapeLike(text: string): string {

@@ -74,7 +74,11 @@ describe("consent fidelity: per-backend links, AADSTS650052, the stateless v1 an
     const graph = result.body.data.graph.consentLink;
     assert.equal(new URL(graph.url).searchParams.get("scope"), GRAPH_SCOPE);
     assert.equal(graph.backend, "GRAPH");
-    assert.deepEqual(graph.permissions, [{ resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All" }]);
+    // Hunting is on in the sandbox (HUNTING_ENABLED), on Graph by default: Graph's link lists its hunting role, MTP's none.
+    assert.deepEqual(graph.permissions, [
+      { resource: "Microsoft Graph", role: "SecurityIncident.ReadWrite.All" },
+      { resource: "Microsoft Graph", role: "ThreatHunting.Read.All" },
+    ]);
     const defender = result.body.data.defender.consentLink;
     assert.equal(new URL(defender.url).searchParams.get("scope"), DEFENDER_SCOPE);
     assert.equal(defender.backend, "DEFENDER");
@@ -107,7 +111,7 @@ describe("consent fidelity: per-backend links, AADSTS650052, the stateless v1 an
     assert.equal(back.searchParams.get("error"), "invalid_client");
     assert.match(back.searchParams.get("error_description")!, new RegExp(`^AADSTS650052: The app is trying to access a service '${MTP_APP_ID}'\\(Microsoft Threat Protection\\) that your organization '${proseware.id}' lacks a service principal for\\.`));
     assert.equal(back.searchParams.get("state"), state);
-    assert.deepEqual(proseware.consent.roles, { defender: [], graph: ["SecurityIncident.ReadWrite.All"] }, "nothing was granted");
+    assert.deepEqual(proseware.consent.roles, { defender: [], graph: ["SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"] }, "nothing was granted");
 
     const page = await followToCallback(back.toString());
     assert.equal(page.status, 200);
@@ -166,7 +170,7 @@ describe("consent fidelity: per-backend links, AADSTS650052, the stateless v1 an
       verified: true,
       verifiedBy: "token",
       stateless: true,
-      roles: ["Incident.ReadWrite.All"],
+      roles: ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"],
       missingRoles: [],
       answeredBy: "customer administrator (consent callback)",
     });

@@ -114,12 +114,12 @@ describe("offline GraphiQL", () => {
         assert.match(String(response?.headers()["content-type"]), /^text\/html/);
 
         // The example operations are there as tabs, the first one (the incident queue) active.
-        await page.locator(".graphiql-tab").first().waitFor({ timeout: 15_000 });
+        await page.locator(".graphiql-tab").first().waitFor({ timeout: 60_000 });
         assert.equal(await page.locator(".graphiql-tab").count(), 9);
         assert.match(String(await page.locator(".graphiql-tab-active").textContent()), /^IncidentQueue/);
-        await page.locator(".graphiql-query-editor").getByText("query IncidentQueue").waitFor({ timeout: 15_000 });
+        await page.locator(".graphiql-query-editor").getByText("query IncidentQueue").waitFor({ timeout: 60_000 });
         // The header editor is open and ready for credentials.
-        await page.locator(".graphiql-editor-tool").getByText('"Authorization": "Bearer <access token>"').waitFor({ timeout: 15_000 });
+        await page.locator(".graphiql-editor-tool").getByText('"Authorization": "Bearer <access token>"').waitFor({ timeout: 60_000 });
 
         const answer = page.waitForResponse((r) => r.url().endsWith("/graphql") && r.request().method() === "POST" && /IncidentQueue/.test(r.request().postData() ?? ""));
         await page.locator(".graphiql-execute-button").click();
@@ -129,7 +129,7 @@ describe("offline GraphiQL", () => {
         assert.equal(body.data!.incidents.edges.length, 20);
         // And a person sees it in the result pane.
         const pane = page.locator(".graphiql-response");
-        for (const deadline = Date.now() + 15_000; ; ) {
+        for (const deadline = Date.now() + 60_000; ; ) {
           const text = (await pane.textContent())?.replace(/\u00a0/g, " ") ?? "";
           if (text.includes('"incidents"') && text.includes('"totalCount"')) break;
           assert.ok(Date.now() < deadline, `the result pane shows no incidents: ${text.slice(0, 200)}`);

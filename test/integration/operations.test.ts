@@ -68,8 +68,12 @@ describe("operations: /metrics, /readyz, operation logs, graceful shutdown", () 
       dispatcher: runtime.app.dispatcher,
     });
     const fabrikam = runtime.sandbox!.tenants.find((t) => t.displayName === "Fabrikam, Inc.")!.id;
+    const calls = () => Object.values(runtime.sandbox!.context.counterSnapshot().byTenant[fabrikam] ?? {}).reduce((sum, n) => sum + (n ?? 0), 0);
+    const before = calls();
     const inFlight = postGraphQL(runtime.url, "query($ids: [ID!]) { incidents(tenantIds: $ids, first: 1) { totalCount tenantOutcomes { ok } } }", { ids: [fabrikam] });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Close once the operation is in flight: the sandbox has received its first upstream call (held by the
+    // latency), rather than after a guessed while that a loaded machine may not have reached the server in.
+    while (calls() === before) await new Promise((resolve) => setImmediate(resolve));
     const url = runtime.url;
     const closing = runtime.app.close();
     const answered = await inFlight;

@@ -103,7 +103,8 @@ describe("the Defender API's overall quota", () => {
       budget: new InProcessRateBudget({ limits: { "defender.api": [{ limit: 5, windowSeconds: 60 }] } }),
     });
     const id = String(small.sandbox.incidents.forTenant(tenant!.id)[0]!.incidentId);
-    const options = () => ({ deadline: Date.now() + 5_000 });
+    // Generous, so no single call can run out of time on a loaded machine; the refused one waits 60 s, far past it.
+    const options = () => ({ deadline: Date.now() + 30_000 });
     const calls = [
       () => client.listIncidents(tenant!.id, { ...options(), updatedSince: new Date(Date.now() + 86_400_000) }),
       () => client.getIncident(tenant!.id, id, options()),

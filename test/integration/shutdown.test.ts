@@ -8,7 +8,7 @@ import { postGraphQL } from "../helpers/graphql.js";
 describe("graceful shutdown of the process", () => {
   it("answers an operation in flight after SIGTERM, then exits 0 and stops listening", async () => {
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-      env: { ...process.env, PORT: "0", DATA_DIR: "memory://", LOG_LEVEL: "info", SANDBOX_LATENCY_MS: "800", AZURE_CLIENT_ID: "" },
+      env: { ...process.env, PORT: "0", DATA_DIR: "memory://", LOG_LEVEL: "debug", SANDBOX_LATENCY_MS: "800", AZURE_CLIENT_ID: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const lines: string[] = [];
@@ -19,7 +19,7 @@ describe("graceful shutdown of the process", () => {
       child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
         for (const line of chunk.split("\n").filter(Boolean)) {
           lines.push(line);
-          const url = (JSON.parse(line) as { graphqlUrl?: string }).graphqlUrl;
+          const url = graphqlUrl ? undefined : (JSON.parse(line) as { graphqlUrl?: string }).graphqlUrl;
           if (url && !graphqlUrl) {
             graphqlUrl = url;
             resolve(url);
@@ -32,8 +32,11 @@ describe("graceful shutdown of the process", () => {
     const tenants = await postGraphQL(base, "{ tenants(first: 1) { edges { node { id } } } }");
     const id = tenants.body.data.tenants.edges[0].node.id;
 
+    const seen = lines.length;
     const inFlight = postGraphQL(base, "query($ids: [ID!]) { incidents(tenantIds: $ids, first: 1) { tenantOutcomes { ok } } }", { ids: [id] });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // SIGTERM once the operation is in flight: its token has come (a debug line), and its list call, held
+    // 800 ms by the sandbox's latency, is next. Not after a guessed while a loaded machine may not reach it in.
+    while (!lines.slice(seen).some((l) => l.includes('"access token acquired"'))) await once(child.stdout, "data");
     const exited = once(child, "exit");
     child.kill("SIGTERM");
     const answered = await inFlight;

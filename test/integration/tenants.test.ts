@@ -118,7 +118,13 @@ describe("tenant registry and consent over GraphQL", () => {
     );
     assert.equal(link.flow, "LEGACY_V1");
     assert.equal(link.expiresAt, null);
-    assert.deepEqual(link.permissions.map((p: { role: string }) => p.role), ["Incident.ReadWrite.All", "SecurityIncident.ReadWrite.All"]);
+    // v1 consent covers every permission the app requires: with hunting on (the sandbox's default), both hunting roles too.
+    assert.deepEqual(link.permissions.map((p: { role: string }) => p.role), [
+      "Incident.ReadWrite.All",
+      "SecurityIncident.ReadWrite.All",
+      "AdvancedHunting.Read.All",
+      "ThreatHunting.Read.All",
+    ]);
   });
 
   it("gives a tenant-bound v2 admin-consent link with an expiring state", async () => {
@@ -162,9 +168,9 @@ describe("tenant registry and consent over GraphQL", () => {
     assert.equal(after.body.data.tenant.consentState, "GRANTED");
     assert.ok(Date.parse(after.body.data.tenant.consentedAt) > Date.now() - 60_000);
     assert.ok(Date.parse(after.body.data.tenant.lastTokenSuccessAt) > Date.now() - 60_000);
-    assert.deepEqual(after.body.data.tenant.token, { ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All"] });
+    assert.deepEqual(after.body.data.tenant.token, { ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"] });
     const diagnostics = await gql(`{ tokenDiagnostics(tenantIds: ["${alpine.id}"]) { ok tid roles missingRoles } }`);
-    assert.deepEqual(diagnostics.body.data.tokenDiagnostics, [{ ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All"], missingRoles: [] }]);
+    assert.deepEqual(diagnostics.body.data.tokenDiagnostics, [{ ok: true, tid: alpine.id, roles: ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"], missingRoles: [] }]);
 
     const replay = await request(`${runtime.url}/consent/callback${callback.search}`);
     assert.equal(replay.statusCode, 400);
@@ -179,7 +185,7 @@ describe("tenant registry and consent over GraphQL", () => {
     );
     assert.deepEqual(JSON.parse(audit.body.data.auditEvents.edges[0].node.detail), {
       verified: true,
-      roles: ["Incident.ReadWrite.All"],
+      roles: ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"],
       missingRoles: [],
       answeredBy: "customer administrator (consent callback)",
     });

@@ -79,7 +79,7 @@ describe("example operations through their generated typed documents", () => {
     assert.equal(ok?.ok, true);
     assert.equal(ok?.tid, contoso.id);
     assert.equal(ok?.audience, "https://api.security.microsoft.com");
-    assert.deepEqual(ok?.roles, ["Incident.ReadWrite.All"]);
+    assert.deepEqual(ok?.roles, ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"]);
     assert.equal(ok?.canUpdate, true);
     assert.equal(ok?.error, null);
     assert.equal(failing?.ok, false);

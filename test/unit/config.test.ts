@@ -54,6 +54,16 @@ describe("loadConfig", () => {
     assert.equal(loadConfig({ TENANT_FAILURE_MEMORY_SECONDS: "300" }).incidents.failureMemorySeconds, 300);
   });
 
+  it("reads the hunting settings: Graph by default, enabled in the sandbox only, 100,000 rows, 45 Graph calls a minute", () => {
+    const sandbox = loadConfig({});
+    assert.deepEqual(sandbox.hunting, { enabled: true, defaultBackend: "graph", rowLimit: 100_000, graphCallsPerMinute: 45 });
+    assert.equal(loadConfig({ AZURE_CLIENT_ID: CLIENT_ID, AZURE_CLIENT_SECRET: "x" }).hunting.enabled, false);
+    const set = loadConfig({ HUNTING_ENABLED: "false", HUNTING_BACKEND: "defender", HUNTING_ROW_LIMIT: "500", HUNTING_GRAPH_CALLS_PER_MINUTE: "10" });
+    assert.deepEqual(set.hunting, { enabled: false, defaultBackend: "defender", rowLimit: 500, graphCallsPerMinute: 10 });
+    assert.throws(() => loadConfig({ HUNTING_BACKEND: "sentinel" }), /HUNTING_BACKEND/);
+    assert.throws(() => loadConfig({ HUNTING_ROW_LIMIT: "100001" }), /HUNTING_ROW_LIMIT/);
+  });
+
   it("treats empty variables as unset", () => {
     const config = loadConfig({ AZURE_CLIENT_ID: "", PORT: "", SANDBOX_INCIDENTS: "" });
     assert.equal(config.mode, "sandbox");

@@ -76,3 +76,52 @@ describe("consent link states", () => {
     assert.equal(v1.permissions.length, 2, "v1 consent covers every permission the app requires");
   });
 });
+
+describe("consent links with hunting (HUNTING_ENABLED)", () => {
+  const hunting = new ConsentLinks({
+    authorityHost: "https://login.example",
+    clientId: "00001111-aaaa-2222-bbbb-3333cccc4444",
+    defaultBackend: "defender",
+    defaultRedirectUri: () => DEFAULT_REDIRECT,
+    stateKey: KEY,
+    stateTtlSeconds: 600,
+    hunting: { defaultBackend: "graph" },
+  });
+  const scopeOf = (url: string) => new URL(url).searchParams.get("scope");
+  const roles = (link: { permissions: { role: string }[] }) => link.permissions.map((p) => p.role);
+
+  it("lists the hunting role of the tenant's hunting backend when the link asks for that resource, without adding a resource", async () => {
+    const graph = await hunting.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "graph", minter: MINTER });
+    assert.equal(scopeOf(graph.url), "https://graph.microsoft.com/.default", "still the one resource's .default");
+    assert.deepEqual(roles(graph), ["SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"]);
+    assert.deepEqual(graph.permissions[1], {
+      resource: "Microsoft Graph",
+      role: "ThreatHunting.Read.All",
+      description: "Run hunting queries (Microsoft Graph runHuntingQuery)",
+    });
+    const legacy = await hunting.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "defender", huntingBackend: "defender", minter: MINTER });
+    assert.equal(scopeOf(legacy.url), "https://api.security.microsoft.com/.default");
+    assert.deepEqual(roles(legacy), ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"]);
+  });
+
+  it("never names a second resource for a tenant that hunts elsewhere (AADSTS650052): that needs its own link", async () => {
+    // Incidents on Defender (the default), hunts on Graph (the hunting default): the Defender link lists no hunting role.
+    const incidents = await hunting.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, minter: MINTER });
+    assert.equal(scopeOf(incidents.url), "https://api.security.microsoft.com/.default");
+    assert.deepEqual(roles(incidents), ["Incident.ReadWrite.All"]);
+    // Incidents on Graph, hunts on the legacy Defender API: the Graph link has no hunting role either ...
+    const graphIncidents = await hunting.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "graph", huntingBackend: "defender", minter: MINTER });
+    assert.equal(scopeOf(graphIncidents.url), "https://graph.microsoft.com/.default");
+    assert.deepEqual(roles(graphIncidents), ["SecurityIncident.ReadWrite.All"]);
+    // ... and the second link, naming the hunting resource, lists it.
+    const second = await hunting.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "defender", huntingBackend: "defender", minter: MINTER });
+    assert.deepEqual(roles(second), ["Incident.ReadWrite.All", "AdvancedHunting.Read.All"]);
+  });
+
+  it("lists both hunting roles in a v1 link, and none with hunting off", async () => {
+    const v1 = await hunting.create({ flow: "LEGACY_V1", minter: MINTER });
+    assert.deepEqual(roles(v1), ["Incident.ReadWrite.All", "SecurityIncident.ReadWrite.All", "AdvancedHunting.Read.All", "ThreatHunting.Read.All"]);
+    const off = await links.create({ flow: "ADMIN_CONSENT", tenantId: TENANT, backend: "graph", huntingBackend: "graph", minter: MINTER });
+    assert.deepEqual(roles(off), ["SecurityIncident.ReadWrite.All"]);
+  });
+});

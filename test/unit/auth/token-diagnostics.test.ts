@@ -84,3 +84,39 @@ describe("diagnoseToken with a token whose claims cannot be read", () => {
     assert.deepEqual(d.missingRoles, { read: [], update: ["Incident.ReadWrite.All"] });
   });
 });
+
+describe("hunting verdicts", () => {
+  it("judges hunting from the hunting backend's token: allowed, denied with the role, null when unreadable, false without a token", async () => {
+    const { diagnoseHunting, HUNTING_ROLES } = await import("../../../src/auth/token-diagnostics.js");
+    assert.deepEqual(HUNTING_ROLES, { graph: "ThreatHunting.Read.All", defender: "AdvancedHunting.Read.All" });
+    const allowed = await diagnoseHunting(provider(readable(["ThreatHunting.Read.All"])), TENANT, "graph");
+    assert.deepEqual(allowed, { backend: "graph", access: "allowed", canHunt: true, missingRoles: [] });
+    const denied = await diagnoseHunting(provider(readable(["SecurityIncident.ReadWrite.All"])), TENANT, "graph");
+    assert.deepEqual(denied, { backend: "graph", access: "denied", canHunt: false, missingRoles: ["ThreatHunting.Read.All"] });
+    const legacy = await diagnoseHunting(provider(readable(["Incident.ReadWrite.All", "ThreatHunting.Read.All"])), TENANT, "defender");
+    assert.deepEqual(legacy.missingRoles, ["AdvancedHunting.Read.All"], "each backend's own role");
+    const opaque = await diagnoseHunting(provider(undefined), TENANT, "graph");
+    assert.deepEqual(opaque, { backend: "graph", access: "unknown", canHunt: null, missingRoles: [] });
+    const failing: TokenProvider = { ...provider(undefined), getToken: async () => Promise.reject(new Error("AADSTS7000215: Invalid client secret provided.")) };
+    const none = await diagnoseHunting(failing, TENANT, "graph");
+    assert.equal(none.canHunt, false);
+    assert.equal(none.access, "unknown");
+    assert.ok(none.errorCode);
+  });
+
+  it("reuses a diagnosis of the same backend instead of asking for another token", async () => {
+    const { diagnoseHunting } = await import("../../../src/auth/token-diagnostics.js");
+    let requests = 0;
+    const counting: TokenProvider = { ...provider(readable(["SecurityIncident.Read.All", "ThreatHunting.Read.All"])) };
+    const getToken = counting.getToken;
+    counting.getToken = (...args) => (requests++, getToken(...args));
+    const diagnosis = await diagnoseToken(counting, TENANT, "graph");
+    assert.equal(requests, 1);
+    assert.equal((await diagnoseHunting(counting, TENANT, "graph", { reuse: diagnosis })).canHunt, true);
+    assert.equal(requests, 1, "same resource: no second token");
+    const opaqueDiagnosis = await diagnoseToken(provider(undefined), TENANT, "graph");
+    assert.equal((await diagnoseHunting(counting, TENANT, "graph", { reuse: opaqueDiagnosis })).canHunt, null);
+    await diagnoseHunting(counting, TENANT, "defender", { reuse: diagnosis });
+    assert.equal(requests, 2, "another resource: its own token");
+  });
+});

@@ -464,10 +464,10 @@ describe("IncidentService.loadTenant: single flight", () => {
   it("stops waiting at the deadline", async () => {
     const { service, defender } = setup();
     defender.gate = new Promise(() => {}); // never answers
-    const started = Date.now();
+    // The backend never answers: only the deadline can end the wait (no upper wall-clock bound, which a
+    // loaded machine could outrun; the lower one only grows under load).
     const result = await service.loadTenant(target, { deadline: Date.now() + 50 });
     assert.equal(result.outcome.error!.code, "DEADLINE_EXCEEDED");
-    assert.ok(Date.now() - started < 2000);
     assert.ok(result.outcome.durationMs >= 40);
   });
 

@@ -63,6 +63,24 @@ for (const engine of storeEngines()) {
       await assert.rejects(store.tenants.update(ID(5), { displayName: "x" }), isStoreError("NOT_FOUND"));
     });
 
+    it("keeps a hunting backend override apart from the incidents backend, and clears it with null", async () => {
+      const created = await store.tenants.register({ id: ID(60), displayName: "Hunter", huntingBackend: "defender" });
+      assert.equal(created.huntingBackend, "defender");
+      assert.equal(created.backend, null);
+      const graph = await store.tenants.update(ID(60), { huntingBackend: "graph", backend: "defender" });
+      assert.equal(graph.huntingBackend, "graph");
+      assert.equal(graph.backend, "defender");
+      const untouched = await store.tenants.update(ID(60), { displayName: "Renamed" });
+      assert.equal(untouched.huntingBackend, "graph", "a patch without huntingBackend keeps it");
+      const cleared = await store.tenants.update(ID(60), { huntingBackend: null });
+      assert.equal(cleared.huntingBackend, null);
+      assert.equal(cleared.backend, "defender");
+      await assert.rejects(store.tenants.update(ID(60), { huntingBackend: "splunk" as never }), isStoreError("INVALID_INPUT", "huntingBackend"));
+      assert.equal((await store.tenants.get(ID(60)))?.huntingBackend, null);
+      assert.equal((await store.tenants.registerMissing([{ id: ID(61), displayName: "Seeded", huntingBackend: "defender" }])), 1);
+      assert.equal((await store.tenants.get(ID(61)))?.huntingBackend, "defender");
+    });
+
     it("a failed update changes nothing", async () => {
       await store.tenants.register({ id: ID(6), displayName: "Northwind", tags: ["smb"] });
       await assert.rejects(store.tenants.update(ID(6), { displayName: "Renamed", tags: ["bad tag!"] }), isStoreError("INVALID_INPUT"));
@@ -193,7 +211,7 @@ for (const engine of storeEngines()) {
       assert.equal(kept?.displayName, "Durable");
       assert.equal(kept?.consentState, "GRANTED");
       const migrations = await store.db.query<{ version: number }>("SELECT version FROM schema_migrations");
-      assert.deepEqual(migrations.map((m) => m.version).sort(), [1, 2, 3, 4]);
+      assert.deepEqual(migrations.map((m) => m.version).sort(), [1, 2, 3, 4, 5]);
     });
   });
 }

@@ -4,6 +4,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import type { CounterSnapshot, LatencySpec } from "../src/sandbox/context.js";
+import { formatHunting, huntingPlan, measureHunting, type HuntingResult } from "./hunting.js";
 import { formatLiveness, measureLiveness, type LivenessResult } from "./liveness.js";
 import { load, type LoadResult } from "./load.js";
 import { measureReplicas, type ReplicasResult } from "./replicas.js";
@@ -190,6 +191,7 @@ const results: CaseResult[] = [];
 let registryFirstStart: { storeMs: number; rssAfterStore: number };
 let replicas: ReplicasResult | { skipped: string } | undefined;
 let liveness: LivenessResult | undefined;
+let hunting: HuntingResult | undefined;
 try {
   const sandbox = await sandboxChild.call<SandboxInfo>("start", { tenantCount: maxTenants, incidentsPerTenant: INCIDENTS_PER_TENANT, seed: SEED });
   log(
@@ -220,6 +222,9 @@ try {
   } finally {
     await livenessServer.close();
   }
+  // Hunting across tenants (issue 15): its own sandbox (hunting roles, more incidents) and server processes.
+  log(`\nhunting: parallel hunt over 100 tenants, memory of large hunts [${elapsed()}]`);
+  hunting = await measureHunting(huntingPlan(QUICK), log);
   log(`\nreplicas on PostgreSQL + Redis [${elapsed()}]`);
   await sandboxChild.call("setLatency", FIXED);
   replicas = await measureReplicas({
@@ -237,8 +242,9 @@ try {
 }
 report(results);
 if (liveness) log(`\n${formatLiveness(liveness)}`);
+if (hunting) log(`\n${formatHunting(hunting)}`);
 reportReplicas(replicas);
-await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart }, replicas, liveness);
+await save(results, { loadAverageAtStart: loadAtStart, loadAverageAtEnd: os.loadavg(), registryFirstStart }, replicas, liveness, hunting);
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -627,6 +633,7 @@ async function save(
   conditions: Record<string, unknown>,
   replicas?: ReplicasResult | { skipped: string },
   liveness?: LivenessResult,
+  hunting?: HuntingResult,
 ): Promise<void> {
   let commit = "unknown";
   try {
@@ -646,6 +653,7 @@ async function save(
     cases,
     replicas: replicas ?? null,
     liveness: liveness ?? null,
+    hunting: hunting ?? null,
     targets: targets(cases),
   };
   const dir = new URL("./results/", import.meta.url);

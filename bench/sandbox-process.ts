@@ -1,4 +1,5 @@
 import type { LatencySpec, RateLimitOptions } from "../src/sandbox/context.js";
+import { RESOURCES } from "../src/sandbox/resources.js";
 import { startSandbox, type Sandbox } from "../src/sandbox/sandbox.js";
 import { serveParent } from "./rpc.js";
 
@@ -35,6 +36,11 @@ export interface SandboxInfo {
     granted: boolean;
     /** Consented with the incident role of its backend: the tenants a query can read. */
     readable: boolean;
+    /**
+     * Consented with Graph's ThreatHunting.Read.All: the tenants a hunt on the default (Graph) backend
+     * reaches. Only with `huntingRoles` (bench/hunting.ts); false otherwise.
+     */
+    canHunt: boolean;
   }[];
 }
 
@@ -46,9 +52,15 @@ const running = (): Sandbox => {
 
 serveParent(
   {
-    async start(params: { tenantCount: number; incidentsPerTenant: number; seed: number }): Promise<SandboxInfo> {
+    /** `huntingRoles`: the app also requires the hunting roles, so the consented tenants grant them (bench/hunting.ts). */
+    async start(params: { tenantCount: number; incidentsPerTenant: number; seed: number; huntingRoles?: boolean }): Promise<SandboxInfo> {
       sandbox = await startSandbox({ ...params, rateLimits: RATE_LIMITS });
-      const required = sandbox.context.app.requiredRoles;
+      // Incident readability is judged by the incident roles alone, whether or not the hunting ones are required.
+      const huntRoles: string[] = [...RESOURCES.defender.huntRoles, ...RESOURCES.graph.huntRoles];
+      const required = {
+        defender: sandbox.context.app.requiredRoles.defender.filter((role) => !huntRoles.includes(role)),
+        graph: sandbox.context.app.requiredRoles.graph.filter((role) => !huntRoles.includes(role)),
+      };
       return {
         url: sandbox.url,
         caCertPem: sandbox.caCertPem,
@@ -63,6 +75,7 @@ serveParent(
             defender: t.resources.defender,
             granted: t.consent.granted,
             readable: t.consent.granted && required[resource].every((role) => t.consent.roles[resource].includes(role)),
+            canHunt: t.consent.granted && t.resources.graph && RESOURCES.graph.huntRoles.every((role) => t.consent.roles.graph.includes(role)),
           };
         }),
       };

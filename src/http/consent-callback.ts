@@ -161,7 +161,8 @@ export function registerConsentCallback(app: FastifyInstance, deps: ConsentCallb
       if (tenantId && (await deps.tenants.get(tenantId))) {
         await deps.tenants.recordConsent(tenantId, "DENIED", { error: description });
       }
-      deps.logger.info({ tenantId, error: query.error.slice(0, 100) }, "admin consent declined");
+      // An OAuth error code (`access_denied`, `invalid_client`, …) or, for anything else, no echo of what was sent.
+      deps.logger.info({ tenantId, error: OAUTH_ERROR_CODE.test(query.error) ? query.error : "unrecognised" }, "admin consent declined");
       await audit({ action: "consent.denied", tenantId: tenantId ?? null, outcome: "SUCCESS", detail: { error: query.error.slice(0, 100) } });
       return reply.code(200).send(
         page(
@@ -485,3 +486,6 @@ h1{font-size:1.4rem;color:${colour}}p{margin:1rem 0}footer{color:#666;font-size:
 <body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p>
 <footer>Crosswatch · partner access to Microsoft 365 Defender incidents. You can close this window.</footer></body></html>`;
 }
+
+/** The shape of an OAuth 2.0 `error` value: the only part of a declined answer that is logged. */
+const OAUTH_ERROR_CODE = /^[a-z_]{1,64}$/;

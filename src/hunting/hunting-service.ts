@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { TenantError } from "../incidents/outcome.js";
-import type { HuntingAnswer, HuntingBackendName, HuntingClient, HuntingColumn } from "./hunting-client.js";
+import type { HuntingBackendName, HuntingClient, HuntingColumn } from "./hunting-client.js";
 import { toHuntingTenantError } from "./hunting-errors.js";
 
 /** Longest KQL query accepted, in UTF-16 code units. */
@@ -132,11 +132,14 @@ export interface HuntTarget {
   backend: HuntingBackendName;
 }
 
-/** One tenant's rows, as the service returned them (not copied). */
+/** One tenant's rows: how many the service returned, and the first of them (those a page can reach). */
 export interface TenantRows {
   tenantId: string;
   columns: readonly HuntingColumn[];
+  /** The first rows of the tenant's answer, in the service's order (all of them, or at least a page's reach). */
   rows: readonly Record<string, unknown>[];
+  /** How many rows the tenant answered; default `rows.length`. */
+  rowCount?: number;
 }
 
 /** The merged table: the union of the tenants' schemas and every row, addressed without copying. */
@@ -168,7 +171,7 @@ export function mergeHunts(tenants: readonly TenantRows[]): MergedHunt {
   let totalCount = 0;
   for (const tenant of tenants) {
     starts.push(totalCount);
-    totalCount += tenant.rows.length;
+    totalCount += tenant.rowCount ?? tenant.rows.length;
   }
   return {
     columns,
@@ -184,7 +187,8 @@ export function mergeHunts(tenants: readonly TenantRows[]): MergedHunt {
         else high = mid - 1;
       }
       const tenant = tenants[low]!;
-      return withTenantFirst(tenant.tenantId, tenant.rows[index - starts[low]!]!);
+      const row = tenant.rows[index - starts[low]!];
+      return row === undefined ? undefined : withTenantFirst(tenant.tenantId, row);
     },
   };
 }
@@ -263,7 +267,7 @@ export class HuntingService {
   ): Promise<HuntResult> {
     const ordered = [...targets].sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0));
     const settled = await Promise.all(ordered.map((target) => this.one(target, hunt, operation)));
-    const merged = mergeHunts(settled.flatMap((s) => (s.answer ? [{ tenantId: s.outcome.tenantId, columns: s.answer.columns, rows: s.answer.rows }] : [])));
+    const merged = mergeHunts(settled.flatMap((s) => (s.kept ? [s.kept] : [])));
     const outcomes = [
       ...settled.map((s) => s.outcome),
       ...refused.map((r) => ({ tenantId: r.tenantId, ok: false, backend: r.backend, rowCount: 0, truncated: false, durationMs: 0, error: r.error })),
@@ -285,7 +289,7 @@ export class HuntingService {
     target: HuntTarget,
     hunt: ParsedHunt,
     operation: { signal?: AbortSignal; deadline?: number },
-  ): Promise<{ outcome: HuntingTenantOutcome; answer?: HuntingAnswer }> {
+  ): Promise<{ outcome: HuntingTenantOutcome; kept?: TenantRows }> {
     const started = this.now();
     try {
       const answer = await this.client.run(target.tenantId, target.backend, hunt.query, {
@@ -293,8 +297,17 @@ export class HuntingService {
         ...(operation.signal ? { signal: operation.signal } : {}),
         ...(operation.deadline !== undefined ? { deadline: operation.deadline } : {}),
       });
+      // Merged rows keep tenant order, so a row of the requested page is never further into its tenant's answer
+      // than the page's end: only those rows are kept while the other tenants answer, the rest of the parsed
+      // answer is garbage at once (memory per tenant bounded by the page's reach, not by the answer).
+      const kept: TenantRows = {
+        tenantId: target.tenantId,
+        columns: answer.columns,
+        rows: answer.rows.length > hunt.offset + hunt.first ? answer.rows.slice(0, hunt.offset + hunt.first) : answer.rows,
+        rowCount: answer.rows.length,
+      };
       return {
-        answer,
+        kept,
         outcome: {
           tenantId: target.tenantId,
           ok: true,

@@ -141,4 +141,38 @@ describe("HuntingService", () => {
       assert.ok(!line.includes("DeviceInfo"), `query text in the log: ${line}`);
     }
   });
+
+  it("pages exactly as if it kept every row, though it keeps of each answer only the rows a page can reach", async () => {
+    const sizes: Record<string, number> = { [A]: 250, [B]: 3, [C]: 400 };
+    const answers: HuntingAnswer[] = [];
+    const service = new HuntingService({
+      client: {
+        run: async (tenantId: string, backend: HuntingBackendName): Promise<HuntingAnswer> => {
+          const answer = { backend, columns: [{ name: "I", type: "Int32" }], rows: Array.from({ length: sizes[tenantId]! }, (_, i) => ({ I: i })), truncated: false };
+          answers.push(answer);
+          return answer;
+        },
+      },
+    });
+    const targets = [A, B, C].map((tenantId) => ({ tenantId, backend: "graph" as const }));
+    // Everything, for comparison: one page over all 653 rows.
+    const all = await service.hunt(targets, parseHunt({ query: QUERY, scope: "s", first: 1000 }), {});
+    assert.equal(all.page.totalCount, 653);
+    const expected = all.page.edges.map((e) => e.node);
+    // Page by page, 100 at a time, following the cursors: the same rows in the same order, the same total.
+    const paged: Record<string, unknown>[] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 7; i++) {
+      const { page } = await service.hunt(targets, parseHunt({ query: QUERY, scope: "s", first: 100, ...(after ? { after } : {}) }), {});
+      assert.equal(page.totalCount, 653);
+      paged.push(...page.edges.map((e) => e.node));
+      after = page.endCursor ?? undefined;
+      if (!page.hasNextPage) break;
+    }
+    assert.deepEqual(paged, expected);
+    // The first page ends inside the first tenant; outcomes still count each tenant's whole answer.
+    const first = await service.hunt(targets, parseHunt({ query: QUERY, scope: "s", first: 100 }), {});
+    assert.deepEqual(first.page.edges.map((e) => [e.node.tenantId, e.node.I]).slice(-1), [[A, 99]]);
+    assert.deepEqual(first.outcomes.map((o) => o.rowCount), [250, 3, 400], "row counts are the tenants' whole answers");
+  });
 });

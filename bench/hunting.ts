@@ -2,11 +2,12 @@ import { readFile, writeFile, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { startChild, type Child } from "./rpc.js";
 import type { SandboxInfo } from "./sandbox-process.js";
 import type { AppParams } from "./server-process.js";
 import { fixed, mb, median, ms } from "./stats.js";
+import { secureContextOf } from "./upstream.js";
 
 /**
  * Hunting across tenants (issue 15's targets), reported as ratios, never asserted:
@@ -14,7 +15,9 @@ import { fixed, mb, median, ms } from "./stats.js";
  * 1. Parallelism: `huntingQuery(query: "AlertInfo | summarize count() by Severity", first: 10)` over the
  *    first 100 sandbox tenants (those that can hunt: 97), sandbox latency 200 ms fixed so the upstream
  *    time dominates; the median of the whole hunt over the slowest tenant's own time (each tenant, or a
- *    sample, hunted alone with `tenantIds: [id]`). Target: ≤ 1.25×.
+ *    sample, hunted alone with `tenantIds: [id]`). Target: ≤ 1.25×. Beside it the bound (the same POSTs
+ *    straight to the sandbox, all at once, bare undici) and the CPU each hunt costs the server and the
+ *    sandbox (/proc/<pid>/stat), which tell Crosswatch's share from the sandbox's.
  * 2. Memory: the server process's RSS (kernel VmHWM, reset through /proc/<pid>/clear_refs where allowed,
  *    else sampled every 20 ms in the process) and JS heap during a hunt that returns `take ROWS` rows from
  *    each tenant's AlertEvidence while the page keeps `first: 100`, at two tenant counts, each in a new
@@ -51,7 +54,8 @@ export function huntingPlan(quick: boolean): HuntingPlan {
   const base: HuntingPlan = quick
     ? { parallelTenants: 100, huntRuns: 3, singleSample: 20, singleRuns: 1, memoryTenants: [50, 150], rowsPerTenant: 1000, latencyMs: 200 }
     : { parallelTenants: 100, huntRuns: 5, singleSample: 0, singleRuns: 2, memoryTenants: [100, 300], rowsPerTenant: 1000, latencyMs: 200 };
-  if (envTenants?.length) base.memoryTenants = envTenants;
+  // `BENCH_HUNTING_MEMORY_TENANTS=0`: the parallel measurement only.
+  if (envTenants?.length) base.memoryTenants = envTenants.filter((n) => n > 0);
   if (envRows) base.rowsPerTenant = envRows;
   return base;
 }
@@ -112,6 +116,13 @@ export interface HuntingResult {
     medianSingleMs: number;
     /** p50 of the whole hunt over the slowest single tenant (target ≤ 1.25). */
     ratio: number;
+    /**
+     * The bound: the same hunt POSTed straight to the sandbox's Graph runHuntingQuery for every tenant at
+     * once (bare undici, a connection per tenant, tokens fetched beforehand), median of `huntRuns` rounds
+     * after one warm-up; and its CPU in the sandbox per round.
+     */
+    boundMs: number[];
+    boundSandboxCpuMs: number;
     /** CPU time per measured hunt (over all tenants), ms: the server process's and the sandbox's (100 Hz ticks). */
     cpuPerHunt: { server: number; sandbox: number };
   };
@@ -259,6 +270,49 @@ export async function measureHunting(plan: HuntingPlan, log: (line: string) => v
   }
 }
 
+/** The bound's rounds: tokens first (not timed), then `runs` timed rounds of parallel hunt POSTs after a warm-up. */
+async function boundRounds(sandbox: SandboxInfo, sandboxPid: number, ids: string[], query: string, runs: number): Promise<{ ms: number[]; sandboxCpuMs: number }> {
+  const agent = new Agent({ connections: ids.length, keepAliveTimeout: 60_000, connect: { timeout: 120_000, secureContext: secureContextOf(sandbox) } });
+  try {
+    const tokens = await Promise.all(
+      ids.map(async (id) => {
+        const response = await request(`${sandbox.url}/${id}/oauth2/v2.0/token`, {
+          dispatcher: agent,
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ grant_type: "client_credentials", client_id: sandbox.clientId, client_secret: sandbox.clientSecret, scope: "https://graph.microsoft.com/.default" }).toString(),
+        });
+        const body = (await response.body.json()) as { access_token?: string };
+        if (!body.access_token) throw new Error(`bound: token for ${id}: HTTP ${response.statusCode}`);
+        return body.access_token;
+      }),
+    );
+    const round = async () => {
+      const t0 = performance.now();
+      await Promise.all(
+        ids.map(async (id, i) => {
+          const response = await request(`${sandbox.url}/v1.0/security/runHuntingQuery`, {
+            dispatcher: agent,
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${tokens[i]}` },
+            body: JSON.stringify({ Query: query }),
+          });
+          const body = (await response.body.json()) as { results?: unknown[] };
+          if (response.statusCode !== 200 || !Array.isArray(body.results)) throw new Error(`bound: hunt for ${id}: HTTP ${response.statusCode}`);
+        }),
+      );
+      return performance.now() - t0;
+    };
+    await round();
+    const cpu0 = await cpuMs(sandboxPid);
+    const times: number[] = [];
+    for (let r = 0; r < runs; r++) times.push(await round());
+    return { ms: times, sandboxCpuMs: ((await cpuMs(sandboxPid)) - cpu0) / runs };
+  } finally {
+    await agent.close();
+  }
+}
+
 async function newServer(sandbox: SandboxInfo, registryDir: string): Promise<{ server: Child; url: string }> {
   const server = await startChild("./server-process.ts", ["--expose-gc"]);
   await server.call("init", { sandbox, dataDir: registryDir });
@@ -336,6 +390,8 @@ async function measureParallel(
     log(
       `    ${sample.length} tenants alone ×${plan.singleRuns}: median ${ms(medianSingleMs)}, slowest ${ms(slowestSingleMs)}; not ok: ${singleNotOk} [${elapsed()}]`,
     );
+    const bound = await boundRounds(sandbox, sandboxPid, ids, PARALLEL_QUERY, plan.huntRuns);
+    log(`    bound (bare parallel POSTs to the sandbox) ×${plan.huntRuns}: ${bound.ms.map((v) => ms(v)).join(", ")}; sandbox CPU per round ${ms(bound.sandboxCpuMs)} [${elapsed()}]`);
     const med = (k: "first" | "median" | "last") => median(done.map((d) => d[k]));
     return {
       tenants: plan.parallelTenants,
@@ -351,6 +407,8 @@ async function measureParallel(
       slowestSingleMs,
       medianSingleMs,
       ratio: median(huntMs) / slowestSingleMs,
+      boundMs: bound.ms,
+      boundSandboxCpuMs: bound.sandboxCpuMs,
       cpuPerHunt,
     };
   } finally {
@@ -425,6 +483,8 @@ async function measureMemory(
   }
 }
 
+const kbText = (bytes: number) => `${fixed(bytes / 1024)} KB`;
+
 export function formatHunting(r: HuntingResult): string {
   const p = r.parallel;
   const lines = [
@@ -434,12 +494,14 @@ export function formatHunting(r: HuntingResult): string {
       `not ok: ${p.notOk}${errorsText(p.errors)}; CPU per hunt: server ${ms(p.cpuPerHunt.server)}, sandbox ${ms(p.cpuPerHunt.sandbox)}`,
     `  a tenant alone (${p.singles.length} tenants × ${r.plan.singleRuns}): median ${ms(p.medianSingleMs)}, slowest ${ms(p.slowestSingleMs)}; not ok: ${p.singleNotOk}`,
     `  hunt p50 / slowest tenant alone: ${fixed(p.ratio)}×  (target ≤ 1.25×: ${p.ratio <= 1.25 ? "met" : "MISSED"}); over the median tenant alone: ${fixed(median(p.huntMs) / p.medianSingleMs)}×`,
+    `  bound, the same POSTs straight to the sandbox, all at once: median ${ms(median(p.boundMs))} (sandbox CPU ${ms(p.boundSandboxCpuMs)} a round); ` +
+      `bound / slowest tenant alone ${fixed(median(p.boundMs) / p.slowestSingleMs)}×; hunt / bound ${fixed(median(p.huntMs) / median(p.boundMs))}×`,
   ];
   for (const m of r.memory) {
     lines.push(
       `  memory, ${m.hunted} tenants × take ${m.rowsPerTenant} (first: 100): ${m.rows.toLocaleString("en-US")} rows merged in ${ms(m.huntMs)}, ` +
-        `${m.ok} ok${errorsText(m.errors)}; RSS ${mb(m.baselineRss)} → peak ${mb(m.peakRss)} (+${mb(m.rssGrowth)}, ${mb(m.rssGrowthPer1000Rows)} per 1,000 rows); ` +
-        `heap +${mb(m.heapGrowth)} (${mb(m.heapGrowthPer1000Rows)} per 1,000 rows); ${mb(m.afterRss)} after GC`,
+        `${m.ok} ok${errorsText(m.errors)}; RSS ${mb(m.baselineRss)} → peak ${mb(m.peakRss)} (+${mb(m.rssGrowth)}, ${kbText(m.rssGrowthPer1000Rows)} per 1,000 rows); ` +
+        `heap +${mb(m.heapGrowth)} (${kbText(m.heapGrowthPer1000Rows)} per 1,000 rows); ${mb(m.afterRss)} after GC`,
     );
   }
   if (r.memoryRatio) {

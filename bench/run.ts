@@ -20,6 +20,7 @@ import { boundRound, scriptLoop } from "./upstream.js";
  * and 1,000 tenants, cold, warm and refreshing; upstream calls per query from the sandbox's counters;
  * warm throughput beside a bare Apollo Server; the server's peak RSS. Prints medians and ratios, writes
  * bench/results/latest.json and a timestamped copy. Reports where each target stands; asserts nothing.
+ * Then liveness under a burst (bench/liveness.ts), hunting across tenants (bench/hunting.ts) and replicas.
  *
  * Three processes: this one (the clients: bound, script, GraphQL queries, load generator), the sandbox,
  * and the server (a new Crosswatch app per cold run). `BENCH_QUICK=1`: 10 tenants, one run, short load.

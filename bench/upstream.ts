@@ -103,7 +103,7 @@ export async function scriptLoop(sandbox: SandboxInfo, tenants: Tenant[]): Promi
 const contexts = new Map<string, SecureContext>();
 
 /** The same trust as Crosswatch's dispatcher (system roots + the sandbox's certificate), built once. */
-function secureContextOf(sandbox: SandboxInfo): SecureContext {
+export function secureContextOf(sandbox: SandboxInfo): SecureContext {
   let context = contexts.get(sandbox.caCertPem);
   if (!context) {
     context = createSecureContext({ ca: [...rootCertificates, sandbox.caCertPem] });

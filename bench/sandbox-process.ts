@@ -54,7 +54,7 @@ serveParent(
   {
     /** `huntingRoles`: the app also requires the hunting roles, so the consented tenants grant them (bench/hunting.ts). */
     async start(params: { tenantCount: number; incidentsPerTenant: number; seed: number; huntingRoles?: boolean }): Promise<SandboxInfo> {
-      sandbox = await startSandbox({ ...params, rateLimits: RATE_LIMITS });
+      sandbox = await startSandbox({ ...params, rateLimits: RATE_LIMITS, huntingTablesCached: params.tenantCount });
       // Incident readability is judged by the incident roles alone, whether or not the hunting ones are required.
       const huntRoles: string[] = [...RESOURCES.defender.huntRoles, ...RESOURCES.graph.huntRoles];
       const required = {

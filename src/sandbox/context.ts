@@ -191,6 +191,11 @@ export interface SandboxOptions {
    */
   legacyHuntingRetired?: boolean;
   /**
+   * Hunting: how many tenants' generated tables are kept (least recently hunted dropped first). Default 64;
+   * a hunt over more tenants than this rebuilds every tenant's tables each time (the bench raises it).
+   */
+  huntingTablesCached?: number;
+  /**
    * The partner app also requires the hunting roles (AdvancedHunting.Read.All on Microsoft Threat Protection,
    * ThreatHunting.Read.All on Graph), so consents and the seeded consented tenants grant them, except Litware
    * (incident roles only: hunting answers 403) and Coho Winery (AdvancedHunting.Read.All only, as before).
@@ -354,6 +359,7 @@ export class SandboxContext {
       defenderDeterminationRule: options.defenderDeterminationRule ?? "truePositiveOnly",
       huntingRowLimit: checkRowLimit(options.huntingRowLimit ?? DEFAULT_HUNTING_ROW_LIMIT),
       legacyHuntingRetired: options.legacyHuntingRetired ?? false,
+      huntingTablesCached: Math.max(1, Math.floor(options.huntingTablesCached ?? 64)),
       huntingRoles: options.huntingRoles ?? false,
       activity: options.activity
         ? { intervalMs: options.activity.intervalMs, changesPerTick: options.activity.changesPerTick ?? 3 }

@@ -252,7 +252,7 @@ export function registerDefenderRoutes(app: FastifyInstance, services: SandboxSe
         if (typeof query !== "string" || query.trim() === "") return fail(reply, 400, "InvalidRequestBody", "Property 'Query' is required and must be a non-empty string (the name is case-sensitive).");
         const now = ctx.now();
         const started = process.hrtime.bigint();
-        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - HUNTING_DATA_WINDOW_MS, rowLimit: ctx.hunting.rowLimit });
+        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - HUNTING_DATA_WINDOW_MS, rowLimit: ctx.hunting.rowLimit, tablesCached: ctx.options.huntingTablesCached });
         if (!outcome.ok) return fail(reply, 400, "BadRequest", outcome.error.message);
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         return reply.code(200).header("content-type", "application/json; charset=utf-8").send(

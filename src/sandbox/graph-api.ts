@@ -360,7 +360,7 @@ function registerVersion(app: FastifyInstance, services: SandboxServices, versio
           windowMs = parsed;
         }
         const now = ctx.now();
-        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - windowMs, rowLimit: ctx.hunting.rowLimit });
+        const outcome = runHunt(incidents, caller.tenant.id, query, { now, since: now - windowMs, rowLimit: ctx.hunting.rowLimit, tablesCached: ctx.options.huntingTablesCached });
         if (!outcome.ok) return fail(request, reply, 400, "BadRequest", outcome.error.message);
         return ok(request, reply, {
           "@odata.context": `https://graph.microsoft.com/${version}/$metadata#microsoft.graph.security.huntingQueryResults`,

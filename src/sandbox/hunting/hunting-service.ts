@@ -12,11 +12,11 @@ export const HUNTING_DATA_WINDOW_MS = 30 * 86_400_000;
 
 const tablesByStore = new WeakMap<IncidentStore, HuntingTables>();
 
-/** The hunting tables of one sandbox (one per incident store, built lazily per tenant). */
-export function huntingTablesOf(store: IncidentStore): HuntingTables {
+/** The hunting tables of one sandbox (one per incident store, built lazily per tenant; `capacity` on first use). */
+export function huntingTablesOf(store: IncidentStore, capacity?: number): HuntingTables {
   let tables = tablesByStore.get(store);
   if (!tables) {
-    tables = new HuntingTables(store);
+    tables = new HuntingTables(store, capacity);
     tablesByStore.set(store, tables);
   }
   return tables;
@@ -51,8 +51,13 @@ export type HuntOutcome = { ok: true; schema: Column[]; rows: Row[]; truncated: 
  * Parses and runs `query` over the tenant's tables. Rows whose `Timestamp` is before `since` are not seen;
  * at most `rowLimit` rows come back (the services cut silently; `truncated` is for the caller's stats).
  */
-export function runHunt(store: IncidentStore, tenantId: string, query: string, options: { now: number; since: number; rowLimit: number }): HuntOutcome {
-  const tables = huntingTablesOf(store);
+export function runHunt(
+  store: IncidentStore,
+  tenantId: string,
+  query: string,
+  options: { now: number; since: number; rowLimit: number; tablesCached?: number },
+): HuntOutcome {
+  const tables = huntingTablesOf(store, options.tablesCached);
   let sourceRows = 0;
   try {
     const parsed = parseCached(query);

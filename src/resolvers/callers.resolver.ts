@@ -20,6 +20,7 @@ import { audited, publicCode, requireEverywhere } from "./access.js";
 import { checkLength, checkLengths, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
 import { tenantIdArgument } from "./tenants.resolver.js";
+import { pageInfoOf } from "../schema/page-info.type.js";
 
 export interface CallersResolverDeps {
   apiKeys: ApiKeyStore;
@@ -51,7 +52,7 @@ export class CallersResolver {
     checkLength(after, "after", STRING_LIMITS.cursor);
     const page = await this.deps.apiKeys.list(first, after ?? undefined).catch(toPublicError);
     const edges = page.items.map((record, i) => ({ cursor: page.cursors[i]!, node: toApiKey(record) }));
-    return { edges, pageInfo: pageInfo(edges, page.hasNextPage, after) };
+    return { edges, pageInfo: pageInfoOf(edges, page.hasNextPage, after) };
   }
 
   @Mutation(() => CreatedApiKey, {
@@ -137,22 +138,13 @@ export class CallersResolver {
       )
       .catch(toPublicError);
     const edges = page.items.map((event, i) => ({ cursor: page.cursors[i]!, node: toAuditEvent(event) }));
-    return { edges, pageInfo: pageInfo(edges, page.hasNextPage, after) };
+    return { edges, pageInfo: pageInfoOf(edges, page.hasNextPage, after) };
   }
 }
 
 /** How a caller is named where it acted (key creator, revoker). */
 export function actorLabel(caller: Caller): string {
   return `${caller.kind}:${caller.id}`;
-}
-
-function pageInfo(edges: { cursor: string }[], hasNextPage: boolean, after: string | undefined | null) {
-  return {
-    hasNextPage,
-    hasPreviousPage: after !== undefined && after !== null,
-    startCursor: edges[0]?.cursor ?? null,
-    endCursor: edges.at(-1)?.cursor ?? null,
-  };
 }
 
 function toScope(scope: DomainScope) {

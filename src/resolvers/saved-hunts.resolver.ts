@@ -19,6 +19,7 @@ import { forbiddenError, publicCode, requireEverywhere } from "./access.js";
 import { checkLength, checkLengths, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
 import type { HuntingResolver } from "./hunting.resolver.js";
+import { pageInfoOf } from "../schema/page-info.type.js";
 
 export interface SavedHuntsResolverDeps {
   savedHunts: SavedHuntStore;
@@ -50,12 +51,7 @@ export class SavedHuntsResolver {
     const edges = page.items.map((record, i) => ({ cursor: page.cursors[i]!, node: toSavedHunt(record) }));
     return {
       edges,
-      pageInfo: {
-        hasNextPage: page.hasNextPage,
-        hasPreviousPage: after !== undefined && after !== null,
-        startCursor: edges[0]?.cursor ?? null,
-        endCursor: edges.at(-1)?.cursor ?? null,
-      },
+      pageInfo: pageInfoOf(edges, page.hasNextPage, after),
       totalCount: page.totalCount,
     };
   }

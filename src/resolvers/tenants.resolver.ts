@@ -21,6 +21,7 @@ import { audited, requirePermission, tenantForbiddenError, visibleTenant } from 
 import { checkLength, checkLengths, MAX_FILTER_TAGS, STRING_LIMITS } from "./arguments.js";
 import { consentLinkIfPermitted } from "./consent-links.js";
 import type { GraphQLContext } from "./context.js";
+import { pageInfoOf } from "../schema/page-info.type.js";
 
 export interface TenantsResolverDeps {
   tenants: TenantStore;
@@ -63,12 +64,7 @@ export class TenantsResolver {
     const edges = page.items.map((record, i) => ({ cursor: page.cursors[i]!, node: this.toTenant(record) }));
     return {
       edges,
-      pageInfo: {
-        hasNextPage: page.hasNextPage,
-        hasPreviousPage: after !== undefined && after !== null,
-        startCursor: edges[0]?.cursor ?? null,
-        endCursor: edges.at(-1)?.cursor ?? null,
-      },
+      pageInfo: pageInfoOf(edges, page.hasNextPage, after),
       totalCount: page.totalCount,
     };
   }

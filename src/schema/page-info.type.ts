@@ -18,3 +18,13 @@ export class PageInfo {
   @Field(() => String, { nullable: true })
   endCursor!: string | null;
 }
+
+/** A keyset page's PageInfo: its edges' first and last cursors, and whether it started after a cursor. */
+export function pageInfoOf(edges: readonly { cursor: string }[], hasNextPage: boolean, after: string | undefined | null): PageInfo {
+  return {
+    hasNextPage,
+    hasPreviousPage: after !== undefined && after !== null,
+    startCursor: edges[0]?.cursor ?? null,
+    endCursor: edges.at(-1)?.cursor ?? null,
+  };
+}

@@ -445,31 +445,37 @@ describe("enum for enum", () => {
   const members = (values: readonly string[]) => new Set(values);
   const assertIn = (set: readonly string[], value: unknown, label: string) =>
     assert.ok(typeof value === "string" && set.includes(value), `${label}: ${JSON.stringify(value)} is not in the published set`);
+  /** An incident's own Graph enums (its alerts are checked where the answer carries them). */
+  const assertGraphIncidentVocabulary = (i: any, label = "") => {
+    assertIn(GRAPH.incidentStatus, i.status, `${label}status`);
+    assertIn(GRAPH.alertSeverity, i.severity, `${label}severity`);
+    assertIn(GRAPH.alertClassification, i.classification, `${label}classification`);
+    assertIn(GRAPH.alertDetermination, i.determination, `${label}determination`);
+  };
+  /** A Defender incident's enums and its inline alerts'. */
+  const assertDefenderVocabulary = (i: any) => {
+    assertIn(DEFENDER.status, i.status, "status");
+    assertIn(DEFENDER.severity, i.severity, "severity");
+    assertIn(DEFENDER.classification, i.classification, "classification");
+    assertIn(DEFENDER.determination, i.determination, "determination");
+    for (const a of i.alerts) {
+      assertIn(DEFENDER.alertStatus, a.status, "alert status");
+      assertIn(DEFENDER.alertSeverity, a.severity, "alert severity");
+      assertIn(DEFENDER.investigationState, a.investigationState, "investigationState");
+      if (a.classification !== null) assertIn(DEFENDER.classification, a.classification, "alert classification");
+      if (a.determination !== null) assertIn(DEFENDER.determination, a.determination, "alert determination");
+    }
+  };
 
   it("the captures use the published vocabularies (a check of the lists above)", () => {
     for (const name of ["graph-incidents-list.demisto.json", "graph-incident-get.demisto.json", "graph-incident-patch.demisto.json"]) {
       const body = loadCaptured(name);
       for (const i of body.value ?? [body]) {
-        assertIn(GRAPH.incidentStatus, i.status, `${name} status`);
-        assertIn(GRAPH.alertSeverity, i.severity, `${name} severity`);
-        assertIn(GRAPH.alertClassification, i.classification, `${name} classification`);
-        assertIn(GRAPH.alertDetermination, i.determination, `${name} determination`);
+        assertGraphIncidentVocabulary(i, `${name} `);
       }
     }
     const defender = [...loadCaptured("defender-incidents-list.demisto.json").value, loadCaptured("defender-incident-patch.demisto.json")];
-    for (const i of defender) {
-      assertIn(DEFENDER.status, i.status, "status");
-      assertIn(DEFENDER.severity, i.severity, "severity");
-      assertIn(DEFENDER.classification, i.classification, "classification");
-      assertIn(DEFENDER.determination, i.determination, "determination");
-      for (const a of i.alerts) {
-        assertIn(DEFENDER.alertStatus, a.status, "alert status");
-        assertIn(DEFENDER.alertSeverity, a.severity, "alert severity");
-        assertIn(DEFENDER.investigationState, a.investigationState, "investigationState");
-        if (a.classification !== null) assertIn(DEFENDER.classification, a.classification, "alert classification");
-        if (a.determination !== null) assertIn(DEFENDER.determination, a.determination, "alert determination");
-      }
-    }
+    for (const i of defender) assertDefenderVocabulary(i);
   });
 
   it("the sandbox's Graph vocabularies are the published types, in its model and its $filter", () => {
@@ -501,10 +507,7 @@ describe("enum for enum", () => {
     assert.equal(graph.status, 200, graph.text);
     const seen = { determinations: new Set<string>(), evidence: 0 };
     for (const i of graph.json.value) {
-      assertIn(GRAPH.incidentStatus, i.status, "status");
-      assertIn(GRAPH.alertSeverity, i.severity, "severity");
-      assertIn(GRAPH.alertClassification, i.classification, "classification");
-      assertIn(GRAPH.alertDetermination, i.determination, "determination");
+      assertGraphIncidentVocabulary(i);
       seen.determinations.add(i.determination);
       for (const a of i.alerts) {
         assertIn(GRAPH.alertStatus, a.status, "alert status");
@@ -535,19 +538,7 @@ describe("enum for enum", () => {
     }
 
     const defender = await call("defender", "GET", "/api/incidents?$top=60");
-    for (const i of defender.json.value) {
-      assertIn(DEFENDER.status, i.status, "status");
-      assertIn(DEFENDER.severity, i.severity, "severity");
-      assertIn(DEFENDER.classification, i.classification, "classification");
-      assertIn(DEFENDER.determination, i.determination, "determination");
-      for (const a of i.alerts) {
-        assertIn(DEFENDER.alertStatus, a.status, "alert status");
-        assertIn(DEFENDER.alertSeverity, a.severity, "alert severity");
-        assertIn(DEFENDER.investigationState, a.investigationState, "investigationState");
-        if (a.classification !== null) assertIn(DEFENDER.classification, a.classification, "alert classification");
-        if (a.determination !== null) assertIn(DEFENDER.determination, a.determination, "alert determination");
-      }
-    }
+    for (const i of defender.json.value) assertDefenderVocabulary(i);
     for (const incident of mapDefenderIncidentPage(defender.json, tenant.id).incidents) {
       assert.notEqual(incident.status, "UNKNOWN");
       assert.notEqual(incident.determination, "UNKNOWN");

@@ -158,27 +158,22 @@ export class TenantOutcomeRecorder {
 export function withOutcomes(service: IncidentService, recorder: TenantOutcomeRecorder): IncidentService {
   const report = (tenantId: string, error?: unknown) =>
     recorder.observe(tenantId, error === undefined ? { ok: true } : { ok: false, code: toTenantError(error).code });
+  /** The call, reporting its tenant's outcome: a success, or the code it failed with (rethrown). */
+  const observe =
+    <A extends [{ tenantId: string }, ...unknown[]], R>(call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        const result = await call(...args);
+        report(args[0].tenantId);
+        return result;
+      } catch (error) {
+        report(args[0].tenantId, error);
+        throw error;
+      }
+    };
   const observed = {
-    async getIncident(...args: Parameters<IncidentService["getIncident"]>) {
-      try {
-        const found = await service.getIncident(...args);
-        report(args[0].tenantId);
-        return found;
-      } catch (error) {
-        report(args[0].tenantId, error);
-        throw error;
-      }
-    },
-    async updateIncident(...args: Parameters<IncidentService["updateIncident"]>) {
-      try {
-        const updated = await service.updateIncident(...args);
-        report(args[0].tenantId);
-        return updated;
-      } catch (error) {
-        report(args[0].tenantId, error);
-        throw error;
-      }
-    },
+    getIncident: observe(service.getIncident.bind(service)),
+    updateIncident: observe(service.updateIncident.bind(service)),
   };
   return new Proxy(service, {
     get(target, property) {

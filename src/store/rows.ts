@@ -30,6 +30,30 @@ export function decodeSeqCursor(kind: string, cursor: string): string {
   throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
 }
 
+/** A GUID, any case: tenant ids, saved hunt ids. */
+export const GUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Opaque keyset cursors over listings ordered by a lower-cased name, then a GUID id (tenants, saved hunts).
+ * The kind tag keeps a cursor of one listing from being accepted by another.
+ */
+export function encodeNameCursor(kind: string, name: string, id: string): string {
+  return Buffer.from(JSON.stringify([kind, name, id])).toString("base64url");
+}
+
+/** The name and id of a cursor, refused as INVALID_INPUT unless this server could have issued it for `kind`. */
+export function decodeNameCursor(kind: string, cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (Array.isArray(value) && value.length === 3 && value[0] === kind && typeof value[1] === "string" && typeof value[2] === "string" && GUID_PATTERN.test(value[2])) {
+      return [value[1], value[2]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
+}
+
 /** Validates a page size. */
 export function pageSize(first: number, max: number): number {
   if (!Number.isInteger(first) || first < 1 || first > max) {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { CallerKind } from "../auth/caller.js";
 import { StoreError } from "./errors.js";
-import { pageSize, toDate } from "./rows.js";
+import { decodeNameCursor, encodeNameCursor, GUID_PATTERN, pageSize, toDate } from "./rows.js";
 import type { SqlClient } from "./sql.js";
 import { normaliseTagList } from "./tenant-store.js";
 
@@ -62,7 +62,6 @@ interface SavedHuntRow {
 }
 
 const COLUMNS = "id::text AS id, name, query, tenant_tags, created_by_kind, created_by_id, created_by_name, created_at, updated_at";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A hunt's name: trimmed, 1 to MAX_HUNT_NAME_LENGTH characters, no control characters. */
 export function normaliseHuntName(name: string): string {
@@ -113,7 +112,7 @@ export class SavedHuntStore {
 
   /** A hunt by id; undefined when there is none (and for a malformed id, which no hunt has). */
   async get(id: string): Promise<SavedHuntRecord | undefined> {
-    if (!UUID.test(id.trim())) return undefined;
+    if (!GUID_PATTERN.test(id.trim())) return undefined;
     const rows = await this.db.query<SavedHuntRow>(`SELECT ${COLUMNS} FROM saved_hunts WHERE id = $1`, [id.trim().toLowerCase()]);
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
@@ -124,7 +123,7 @@ export class SavedHuntStore {
     const params: unknown[] = [];
     let where = "";
     if (after !== undefined) {
-      const [name, id] = decodeCursor(after);
+      const [name, id] = decodeNameCursor("h1", after);
       params.push(name, id);
       where = "WHERE (lower(name), id) > ($1, $2::uuid)";
     }
@@ -139,7 +138,7 @@ export class SavedHuntStore {
     const items = rows.slice(0, size).map(toRecord);
     return {
       items,
-      cursors: items.map((h) => encodeCursor(h.name.toLowerCase(), h.id)),
+      cursors: items.map((h) => encodeNameCursor("h1", h.name.toLowerCase(), h.id)),
       hasNextPage: rows.length > size,
       totalCount: Number(count),
     };
@@ -147,7 +146,7 @@ export class SavedHuntStore {
 
   /** Deletes a hunt; NOT_FOUND when there is none. Returns what was deleted (its name, for the audit log). */
   async remove(id: string): Promise<SavedHuntRecord> {
-    if (!UUID.test(id.trim())) throw new StoreError("NOT_FOUND", "no saved hunt has this id", { field: "id" });
+    if (!GUID_PATTERN.test(id.trim())) throw new StoreError("NOT_FOUND", "no saved hunt has this id", { field: "id" });
     const rows = await this.db.query<SavedHuntRow>(`DELETE FROM saved_hunts WHERE id = $1 RETURNING ${COLUMNS}`, [id.trim().toLowerCase()]);
     if (!rows[0]) throw new StoreError("NOT_FOUND", "no saved hunt has this id", { field: "id" });
     return toRecord(rows[0]);
@@ -164,20 +163,4 @@ function toRecord(row: SavedHuntRow): SavedHuntRecord {
     createdAt: toDate(row.created_at)!,
     updatedAt: toDate(row.updated_at)!,
   };
-}
-
-function encodeCursor(name: string, id: string): string {
-  return Buffer.from(JSON.stringify(["h1", name, id])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-    if (Array.isArray(value) && value.length === 3 && value[0] === "h1" && typeof value[1] === "string" && typeof value[2] === "string" && UUID.test(value[2])) {
-      return [value[1], value[2]];
-    }
-  } catch {
-    // fall through
-  }
-  throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
 }

@@ -1,5 +1,5 @@
 import { StoreError } from "./errors.js";
-import { toDate } from "./rows.js";
+import { decodeNameCursor, encodeNameCursor, GUID_PATTERN, toDate } from "./rows.js";
 import type { SqlClient } from "./sql.js";
 
 export const CONSENT_STATES = ["PENDING", "GRANTED", "DENIED", "REVOKED"] as const;
@@ -71,7 +71,6 @@ export interface TenantPage {
   totalCount: number;
 }
 
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TAG = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 /** Most tags a tenant may carry. */
 export const MAX_TAGS = 32;
@@ -100,7 +99,7 @@ const COLUMNS =
 /** Validates and normalises a tenant id: a GUID, lower-cased. Throws INVALID_INPUT otherwise. */
 export function normaliseTenantId(id: string): string {
   const trimmed = id.trim();
-  if (!GUID.test(trimmed)) {
+  if (!GUID_PATTERN.test(trimmed)) {
     throw new StoreError("INVALID_INPUT", `'${trimmed.slice(0, 60)}' is not an Entra tenant id (a GUID)`, { field: "id" });
   }
   return trimmed.toLowerCase();
@@ -242,7 +241,7 @@ export class TenantStore {
     const pageWhere = [...where];
     const pageParams = [...params];
     if (after !== undefined) {
-      const [name, id] = decodeCursor(after);
+      const [name, id] = decodeNameCursor("t1", after);
       pageParams.push(name, id);
       pageWhere.push(`(lower(display_name), id) > ($${pageParams.length - 1}, $${pageParams.length}::uuid)`);
     }
@@ -257,7 +256,7 @@ export class TenantStore {
     const items = rows.slice(0, first).map(toRecord);
     return {
       items,
-      cursors: items.map((t) => encodeCursor(t.displayName.toLowerCase(), t.id)),
+      cursors: items.map((t) => encodeNameCursor("t1", t.displayName.toLowerCase(), t.id)),
       hasNextPage: rows.length > first,
       totalCount: Number(count),
     };
@@ -436,20 +435,4 @@ function huntingBackendValue(value: HuntingBackendOverride | null | undefined): 
 
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
-function encodeCursor(name: string, id: string): string {
-  return Buffer.from(JSON.stringify(["t1", name, id])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-    if (Array.isArray(value) && value.length === 3 && value[0] === "t1" && typeof value[1] === "string" && typeof value[2] === "string" && GUID.test(value[2])) {
-      return [value[1], value[2]];
-    }
-  } catch {
-    // fall through
-  }
-  throw new StoreError("INVALID_INPUT", "after is not a cursor this server issued", { field: "after" });
 }

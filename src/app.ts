@@ -22,7 +22,8 @@ import { createIncidentsClients } from "./defender/clients.js";
 import { HuntingClient } from "./hunting/hunting-client.js";
 import { HuntingService } from "./hunting/hunting-service.js";
 import { ErrorCode, formatError, withoutSuggestions } from "./errors.js";
-import { MemoryIncidentCache } from "./incidents/incident-cache.js";
+import { IncidentMirror } from "./incidents/mirror.js";
+import { SyncEngine } from "./incidents/sync-engine.js";
 import { createIncidentService, type IncidentService } from "./incidents/incident-service.js";
 import { registerConsentCallback } from "./http/consent-callback.js";
 import { registerGraphiQL } from "./http/graphiql.js";
@@ -33,7 +34,7 @@ import { createQueryLimits } from "./http/limits.js";
 import { createMetrics, type Metrics } from "./http/metrics.js";
 import { createAdmission, type AdmissionStats } from "./http/admission.js";
 import { createMetricsServer } from "./http/metrics-server.js";
-import { connectRedis, RedisIncidentCache, RedisRateBudget, RedisRefreshCoordinator } from "./shared/redis-state.js";
+import { connectRedis, RedisRateBudget } from "./shared/redis-state.js";
 import { errorForLog, operationLogPlugin } from "./http/operation-log.js";
 import { createLogger } from "./logger.js";
 import type { AuditRecord, GraphQLContext } from "./resolvers/context.js";
@@ -59,6 +60,8 @@ export interface App {
   store: Store;
   tokenProvider: TokenProvider;
   incidents: IncidentService;
+  /** The background sync engine (started by `listen`); undefined with INCIDENT_SYNC=off. */
+  syncEngine: SyncEngine | undefined;
   /** Records tenants' outcomes and consent drift in the registry (throttled, in the background). */
   outcomes: TenantOutcomeRecorder;
   /** This app's Prometheus metrics (its own registry). */
@@ -146,16 +149,6 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     }),
     logger,
   });
-  const incidents = createIncidentService({
-    clients,
-    cache: redis ? new RedisIncidentCache(redis, { prefix: config.store.redisPrefix }) : new MemoryIncidentCache(),
-    ...(redis ? { coordinator: new RedisRefreshCoordinator(redis, { prefix: config.store.redisPrefix }) } : {}),
-    freshnessMs: config.incidents.freshnessSeconds * 1000,
-    maxPagesPerRefresh: config.incidents.pagesPerRefresh,
-    failureMemoryMs,
-    ...(deps.incidentClock ? { now: deps.incidentClock } : {}),
-    logger,
-  });
   /**
    * Ends what this replica remembers of a tenant's lasting failures, in the token provider and the incident
    * service. After a consent, tokens issued before it (with the old roles) are dropped too.
@@ -168,8 +161,6 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
   };
   // Bound once the store is open (below); nothing calls forgetTenantFailures before.
   let outcomes: TenantOutcomeRecorder | undefined;
-  metrics = createMetrics({ tokenProvider, incidents, budget: clients.budget });
-  const appMetrics = metrics;
   const store =
     deps.store ??
     (await openStore({
@@ -189,6 +180,35 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
   });
   outcomes = tenantOutcomes;
+  // The incident mirror lives in the store's database; the sync engine (background) keeps it fresh.
+  let engine: SyncEngine | undefined;
+  const incidents = createIncidentService({
+    clients,
+    mirror: new IncidentMirror(store.db),
+    freshnessMs: config.incidents.freshnessSeconds * 1000,
+    maxPagesPerRefresh: config.incidents.pagesPerRefresh,
+    failureMemoryMs,
+    windowMs: config.incidents.windowDays * 86_400_000,
+    leaseMs: config.incidents.syncLeaseSeconds * 1000,
+    firstLoadWaitMs: config.incidents.firstLoadWaitMs,
+    onStale: (target) => engine?.prioritise(target),
+    ...(deps.incidentClock ? { now: deps.incidentClock } : {}),
+    logger,
+  });
+  if (config.incidents.syncEnabled) {
+    engine = new SyncEngine({
+      service: incidents,
+      tenants: store.tenants,
+      defaultBackend: config.upstream.defaultBackend,
+      concurrency: config.incidents.syncConcurrency,
+      quietMaxMs: config.incidents.syncQuietSeconds * 1000,
+      lastingRetryMs: Math.max(failureMemoryMs, 60_000),
+      windowMs: config.incidents.windowDays * 86_400_000,
+      logger,
+    });
+  }
+  metrics = createMetrics({ tokenProvider, incidents, budget: clients.budget, ...(engine ? { engine } : {}) });
+  const appMetrics = metrics;
   // Before anything is seeded or served: the store's recorded mode must be this one (src/deployment-mode.ts).
   try {
     await enterDeploymentMode(config, store.deployment);
@@ -300,6 +320,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
         links,
         defaultBackend: config.upstream.defaultBackend,
         onTenantChanged: (tenantId) => forgetTenantFailures(tenantId),
+        onTenantRemoved: (tenantId) => incidents.forget(tenantId),
       }),
     ],
     [ConsentResolver, new ConsentResolver(links)],
@@ -337,7 +358,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
         return instance;
       },
     },
-    createEntityReferences({ defaultBackend: config.upstream.defaultBackend }),
+    createEntityReferences({ defaultBackend: config.upstream.defaultBackend, incidents }),
     // The subgraph SDL is the whole schema: open when introspection is, else for ADMIN over every tenant.
     config.limits.introspection ? {} : { authorizeService: requireServiceSdlAccess },
   );
@@ -498,6 +519,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     store,
     tokenProvider,
     incidents,
+    syncEngine: engine,
     outcomes: tenantOutcomes,
     metrics: appMetrics,
     operations: () => admission.stats(),
@@ -509,6 +531,7 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     },
     async listen() {
       await fastify.listen({ host: config.host, port: config.port });
+      engine?.start();
       if (metricsServer) {
         metricsUrl = await metricsServer.listen().catch(async (error: unknown) => {
           await fastify.close();
@@ -530,8 +553,11 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
       closed = true;
       closing = true;
       admission.close();
+      await engine?.stop();
       await Promise.all([fastify.close(), metricsServer?.close()]);
       logger.debug("http server closed: operations drained");
+      // Running syncs end (their pages are committed); this replica's leases go to the others at once.
+      await incidents.close();
       await apollo.stop();
       await dispatcher.close();
       logger.debug("upstream connections closed");

@@ -127,6 +127,12 @@ const envSchema = z.object({
   INCIDENT_FRESHNESS_SECONDS: int(30, 0, 3600),
   TENANT_FAILURE_MEMORY_SECONDS: int(60, 0, 3600),
   INCIDENT_PAGES_PER_REFRESH: int(100, 1, 10_000),
+  INCIDENT_WINDOW_DAYS: int(90, 1, 3650),
+  INCIDENT_SYNC: bool,
+  INCIDENT_SYNC_CONCURRENCY: int(8, 1, 256),
+  INCIDENT_SYNC_QUIET_SECONDS: int(300, 1, 86_400),
+  INCIDENT_SYNC_LEASE_SECONDS: int(30, 1, 3600),
+  INCIDENT_FIRST_LOAD_WAIT_MS: int(2_000, 0, 300_000),
   OPERATION_TIMEOUT_MS: int(20_000, 100, 300_000),
   AUTH_ANONYMOUS: bool,
   AUTH_ENTRA_AUDIENCE: commaList,
@@ -218,8 +224,20 @@ export interface Config {
      * answered again without any token request or upstream call; 0 asks every time. Per replica.
      */
     failureMemorySeconds: number;
-    /** List pages one tenant refresh reads at most; a larger tenant loads across queries, none read twice. */
+    /** List pages one tenant sync reads at most; a larger tenant loads across syncs, none read twice. */
     pagesPerRefresh: number;
+    /** Incidents last updated longer ago than this many days are not mirrored. */
+    windowDays: number;
+    /** Whether this replica runs the background sync engine (else tenants sync only when a query waits for them). */
+    syncEnabled: boolean;
+    /** Tenants the engine syncs at once in this replica. */
+    syncConcurrency: number;
+    /** Longest poll interval of a quiet tenant. */
+    syncQuietSeconds: number;
+    /** A tenant's sync lease: how soon another replica takes a dead one's tenants over. */
+    syncLeaseSeconds: number;
+    /** How long a query waits for a never-synced tenant's first sync run before answering with its pages so far. */
+    firstLoadWaitMs: number;
   };
   hunting: {
     /** HUNTING_ENABLED (default: on in the sandbox only): consent links ask for the hunting permissions. */
@@ -388,6 +406,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       operationTimeoutMs: e.OPERATION_TIMEOUT_MS,
       failureMemorySeconds: e.TENANT_FAILURE_MEMORY_SECONDS,
       pagesPerRefresh: e.INCIDENT_PAGES_PER_REFRESH,
+      windowDays: e.INCIDENT_WINDOW_DAYS,
+      syncEnabled: e.INCIDENT_SYNC ?? true,
+      syncConcurrency: e.INCIDENT_SYNC_CONCURRENCY,
+      syncQuietSeconds: e.INCIDENT_SYNC_QUIET_SECONDS,
+      syncLeaseSeconds: e.INCIDENT_SYNC_LEASE_SECONDS,
+      firstLoadWaitMs: e.INCIDENT_FIRST_LOAD_WAIT_MS,
     },
     hunting: {
       enabled: e.HUNTING_ENABLED ?? mode === "sandbox",

@@ -75,6 +75,21 @@ export interface ListOptions extends CallOptions {
    * watermark page moves forward, and offset paging stops at the skip ceiling).
    */
   maxPages?: number;
+  /**
+   * Called after each page with the incidents it brought that the list had not already read, and where
+   * a list would resume after it (everything updated before `resumeFrom` has been listed; it does not move
+   * while paging by offset). The list awaits it before asking for the next page, so a caller can commit
+   * each page as it arrives (the mirror's resumable first load). With it, `ListResult.incidents` is empty:
+   * nothing is accumulated beyond the ids the list needs to skip duplicates.
+   */
+  onPage?: (page: ListedPage) => Promise<void>;
+}
+
+export interface ListedPage {
+  incidents: Incident[];
+  resumeFrom: Date | null;
+  /** Upstream calls so far in this list. */
+  calls: number;
 }
 
 export interface ListResult {

@@ -90,6 +90,7 @@ export class DefenderIncidentsClient implements IncidentsBackendClient {
       askOrder: !this.orderByRefused,
       since: options.updatedSince,
       maxPages: options.maxPages,
+      onPage: options.onPage,
       onOrderRefused: () => (this.orderByRefused = true),
       onFallback: (reason) => this.logger?.warn({ tenantId, reason }, "Defender incidents list falls back to offset paging"),
       fetch: async (page, continuation) => {

@@ -112,6 +112,7 @@ export class GraphIncidentsClient implements IncidentsBackendClient {
       askOrder: !this.orderByRefused,
       since: options.updatedSince,
       maxPages: options.maxPages,
+      onPage: options.onPage,
       onOrderRefused: () => (this.orderByRefused = true),
       onFallback: (reason) => this.logger?.warn({ tenantId, reason }, "Graph incidents list falls back to offset paging"),
       fetch: async (page, continuation) => {

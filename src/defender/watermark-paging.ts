@@ -1,4 +1,4 @@
-import { UpstreamError, type ListResult } from "./backend-client.js";
+import { UpstreamError, type ListedPage, type ListResult } from "./backend-client.js";
 import type { Incident, IncidentsBackendName } from "./incident.js";
 import { badListing } from "./mapping.js";
 
@@ -68,6 +68,8 @@ export interface PagingSpec {
   since: Date | undefined;
   /** Pages this call may read; more left after them → `complete: false`. Default: no bound. */
   maxPages: number | undefined;
+  /** Told each page's new incidents as they arrive; then the result carries none (see `ListOptions.onPage`). */
+  onPage?: ((page: ListedPage) => Promise<void>) | undefined;
   /** Reads one page: a request to build, or a (checked) next link to follow. `continuation`: not the list's first call. */
   fetch(page: PageRequest | { nextLink: string; position: number }, continuation: boolean): Promise<PageAnswer>;
   /** The service refused `$orderby`; the client remembers it. */
@@ -94,7 +96,11 @@ function refusesOrderBy(error: unknown): boolean {
 }
 
 export async function listByWatermark(spec: PagingSpec): Promise<ListResult> {
-  const byId = new Map<string, Incident>();
+  /** Incidents read (or, with `onPage`, only their times: the pages went to the caller). */
+  const byId = new Map<string, Incident | number>();
+  const streaming = spec.onPage !== undefined;
+  let newestMs: number | null = null;
+  let pageNew: Incident[] = [];
   let calls = 0;
   let pages = 0;
   let askOrder = spec.askOrder;
@@ -110,14 +116,24 @@ export async function listByWatermark(spec: PagingSpec): Promise<ListResult> {
 
   const keep = (incident: Incident): boolean => {
     const held = byId.get(incident.incidentId);
-    if (held && held.lastUpdateTime.getTime() >= incident.lastUpdateTime.getTime()) return false;
-    byId.set(incident.incidentId, incident);
+    const t = incident.lastUpdateTime.getTime();
+    if (held !== undefined && (typeof held === "number" ? held : held.lastUpdateTime.getTime()) >= t) return false;
+    byId.set(incident.incidentId, streaming ? t : incident);
+    if (!Number.isNaN(t) && (newestMs === null || t > newestMs)) newestMs = t;
+    if (streaming) pageNew.push(incident);
     return true;
   };
+  /** Hands the page's new incidents to `onPage` (streaming lists), with where a list would resume now. */
+  const deliver = async (): Promise<void> => {
+    if (!spec.onPage) return;
+    const incidents = pageNew;
+    pageNew = [];
+    await spec.onPage({ incidents, resumeFrom: offset ? offset.since : w, calls });
+  };
   const result = (complete: boolean, stoppedBy?: unknown): ListResult => {
-    const incidents = [...byId.values()];
+    const incidents = streaming ? [] : [...byId.values()].filter((i): i is Incident => typeof i !== "number");
     let resumeFrom: Date | null;
-    if (complete) resumeFrom = maxTime(incidents) ?? w;
+    if (complete) resumeFrom = newestMs === null ? w : new Date(newestMs);
     else resumeFrom = offset ? offset.since : w;
     return {
       incidents,
@@ -178,6 +194,7 @@ export async function listByWatermark(spec: PagingSpec): Promise<ListResult> {
         return result(false, pagingLimit(spec.backend, spec.tenantId, offset.position, byId.size));
       }
       for (const incident of answer.incidents) keep(incident);
+      await deliver();
       if (ended || answer.incidents.length === 0) return result(true);
       offset.position += answer.incidents.length;
       offset.nextLink = answer.nextLink;
@@ -190,6 +207,7 @@ export async function listByWatermark(spec: PagingSpec): Promise<ListResult> {
       // The service ignored $orderby (or the filter): what came is real data, but the watermark cannot move.
       spec.onFallback?.("the service answered out of lastUpdateTime order");
       for (const incident of answer.incidents) keep(incident);
+      await deliver();
       if (ended) return result(true);
       // A skip the service applied to its own order passed over unknown incidents: then start over at the boundary.
       const skipped = request!.skip > 0;
@@ -218,6 +236,7 @@ export async function listByWatermark(spec: PagingSpec): Promise<ListResult> {
       w = last.lastUpdateTime;
       atW = next;
     }
+    await deliver();
     if (ended) return result(true);
     // Nothing new and not ended (say, an empty page with a next link): the next request would be this one.
     if (fresh === 0) return result(false, badListing(spec.backend, spec.tenantId, "a page brought no incident not already read"));
@@ -233,13 +252,4 @@ function isAscendingFrom(incidents: readonly Incident[], from: Date | null): boo
     previous = t;
   }
   return true;
-}
-
-function maxTime(incidents: readonly Incident[]): Date | null {
-  let max: number | null = null;
-  for (const incident of incidents) {
-    const t = incident.lastUpdateTime.getTime();
-    if (!Number.isNaN(t) && (max === null || t > max)) max = t;
-  }
-  return max === null ? null : new Date(max);
 }

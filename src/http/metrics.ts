@@ -3,13 +3,16 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { TokenProvider } from "../auth/token-provider.js";
 import type { RateBudget } from "../defender/rate-budget.js";
 import type { UpstreamAttempt } from "../defender/http.js";
-import type { IncidentService, TenantIncidents } from "../incidents/incident-service.js";
+import type { IncidentService, TenantLoad } from "../incidents/incident-service.js";
+import type { SyncEngine } from "../incidents/sync-engine.js";
 import type { GraphQLContext } from "../resolvers/context.js";
 
 export interface MetricsSources {
   tokenProvider: TokenProvider;
   incidents: IncidentService;
   budget: RateBudget;
+  /** The background sync engine, when this replica runs one. */
+  engine?: SyncEngine;
 }
 
 /**
@@ -81,6 +84,25 @@ export function createMetrics(sources: MetricsSources) {
   fromStats("crosswatch_incident_cache_hits_total", "Tenant loads served from a fresh cache", () => sources.incidents.stats().cacheHits);
   fromStats("crosswatch_incident_refreshes_total", "Tenant refreshes that went upstream (full and delta)", () => sources.incidents.stats().refreshes);
   fromStats("crosswatch_incident_refresh_failures_total", "Tenant refreshes that failed", () => sources.incidents.stats().refreshFailures);
+  fromStats("crosswatch_sync_pages_committed_total", "List pages the syncs committed to the mirror", () => sources.incidents.stats().pagesCommitted);
+  fromStats("crosswatch_sync_lease_busy_total", "Syncs skipped because another replica held the tenant's lease", () => sources.incidents.stats().leaseBusy);
+  const engineGauge = (name: string, help: string, read: (stats: ReturnType<SyncEngine["stats"]>) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const engine = sources.engine;
+        this.set(engine ? read(engine.stats()) : 0);
+      },
+    });
+  engineGauge("crosswatch_sync_backlog_tenants", "Tenants due for a sync that wait for a free slot (this replica's engine)", (s) => s.backlog);
+  engineGauge("crosswatch_sync_running", "Syncs running in this replica", (s) => s.running);
+  engineGauge("crosswatch_sync_first_loads", "Tenants whose first load is under way", (s) => s.firstLoads);
+  engineGauge("crosswatch_sync_first_load_pages", "Pages read so far by the first loads under way", (s) => s.firstLoadPages);
+  engineGauge("crosswatch_sync_failing_tenants", "Tenants whose last sync failed", (s) => s.failing);
+  engineGauge("crosswatch_sync_lag_seconds_max", "Seconds since the least recently synced tenant was last synced", (s) => s.maxLagSeconds);
+  engineGauge("crosswatch_sync_tenants", "Tenants the sync engine keeps (consented, or synced before)", (s) => s.tenants);
   new Gauge({
     name: "crosswatch_upstream_in_flight",
     help: "Upstream incident calls in flight",
@@ -107,7 +129,7 @@ export function createMetrics(sources: MetricsSources) {
       upstreamDuration.observe({ backend: attempt.backend, operation: attempt.operation }, attempt.durationMs / 1000);
     },
     /** Counts what the incidents loader handed back. */
-    observeTenantLoads(results: readonly TenantIncidents[], now = Date.now()): void {
+    observeTenantLoads(results: readonly TenantLoad[], now = Date.now()): void {
       for (const { outcome } of results) {
         if (outcome.fetchedAt) servedAge.observe((now - outcome.fetchedAt.getTime()) / 1000);
         const result = outcome.error ? "failed" : outcome.fromCache ? "cache" : "refreshed";

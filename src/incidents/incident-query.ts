@@ -210,18 +210,19 @@ export function pageIncidents(tenants: readonly LoadedTenantIncidents[], query: 
 // Sort keys and the order
 
 /** Where an incident sorts: primary value, secondary value (SEVERITY only), then the tie-break. */
-interface SortKey {
+export interface SortKey {
   primary: number;
   secondary: number;
   tenantId: string;
   incidentId: string;
 }
 
-const SEVERITY_RANK = new Map<string, number>(SEVERITIES.map((s, i) => [s, i]));
+export const SEVERITY_RANK = new Map<string, number>(SEVERITIES.map((s, i) => [s, i]));
 /** An unreadable time sorts as the earliest possible one rather than breaking the order (NaN compares false). */
 const EARLIEST = -8.64e15;
 
-function time(date: Date): number {
+/** An incident time as the order compares it (epoch ms; an unreadable one as the earliest). */
+export function time(date: Date): number {
   const ms = date instanceof Date ? date.getTime() : Number.NaN;
   return Number.isNaN(ms) ? EARLIEST : ms;
 }
@@ -253,6 +254,14 @@ function compareKeys(a: SortKey, b: SortKey, desc: boolean): number {
 }
 
 const DIGITS = /^\d+$/;
+
+/**
+ * A string whose code-unit order is `compareIds`' order of incident ids (for SQL, COLLATE "C"): numeric
+ * ids as "0", their length in three digits, the digits; others as "1" and the id.
+ */
+export function idKey(id: string): string {
+  return DIGITS.test(id) ? `0${String(id.length).padStart(3, "0")}${id}` : `1${id}`;
+}
 
 /**
  * Incident ids: numeric ones (the legacy API's) by value — by length, then digit by digit, which needs
@@ -508,10 +517,28 @@ function validDate(value: Date | null | undefined, field: string): number | unde
   return value.getTime();
 }
 
-/** A validated filter: a canonical key (equal filters, equal keys) and its test. */
-interface CompiledFilter {
+/** A validated filter: a canonical key (equal filters, equal keys), its test, and its values for SQL. */
+export interface CompiledFilter {
   key: string;
   accepts: (incident: Incident) => boolean;
+  spec: FilterSpec;
+}
+
+/**
+ * A checked filter's constraints as values (the mirror turns them into SQL): only what is constrained.
+ * `assignee` is trimmed and lower case; `search` lower case; times epoch ms, half-open windows.
+ */
+export interface FilterSpec {
+  severities?: readonly string[];
+  statuses?: readonly string[];
+  classifications?: readonly string[];
+  assignee?: string;
+  unassigned?: boolean;
+  createdAfter?: number;
+  createdBefore?: number;
+  updatedAfter?: number;
+  updatedBefore?: number;
+  search?: string;
 }
 
 /** The filter as one function, checking only what is constrained; undefined when nothing is. */
@@ -519,6 +546,7 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
   if (!filter) return undefined;
   const checks: ((incident: Incident) => boolean)[] = [];
   const key: unknown[] = [];
+  const spec: FilterSpec = {};
 
   const severities = enumSet(filter.severity, SEVERITIES, "filter.severity");
   if (severities) checks.push((i) => severities.has(i.severity));
@@ -527,6 +555,9 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
   const classifications = enumSet(filter.classification, CLASSIFICATIONS, "filter.classification");
   if (classifications) checks.push((i) => classifications.has(i.classification));
   key.push(...[severities, statuses, classifications].map((set) => (set ? [...set].sort() : null)));
+  if (severities) spec.severities = [...severities];
+  if (statuses) spec.statuses = [...statuses];
+  if (classifications) spec.classifications = [...classifications];
 
   const assignee = filter.assignedTo;
   if (assignee !== undefined && assignee !== null) {
@@ -538,9 +569,11 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
     if (wanted === "") throw new QueryInputError("filter.assignedTo", "filter.assignedTo must not be blank; use unassigned: true");
     checks.push((i) => i.assignedTo !== null && i.assignedTo.trim().toLowerCase() === wanted);
     key.push(["owner", wanted]);
+    spec.assignee = wanted;
   } else if (filter.unassigned === true) {
     checks.push((i) => i.assignedTo === null || i.assignedTo.trim() === "");
     key.push(["unassigned"]);
+    spec.unassigned = true;
   } else {
     key.push(null);
   }
@@ -554,6 +587,10 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
   const updatedBefore = validDate(filter.updatedBefore, "filter.updatedBefore");
   if (updatedBefore !== undefined) checks.push((i) => i.lastUpdateTime.getTime() < updatedBefore);
   key.push(...[createdAfter, createdBefore, updatedAfter, updatedBefore].map((ms) => ms ?? null));
+  if (createdAfter !== undefined) spec.createdAfter = createdAfter;
+  if (createdBefore !== undefined) spec.createdBefore = createdBefore;
+  if (updatedAfter !== undefined) spec.updatedAfter = updatedAfter;
+  if (updatedBefore !== undefined) spec.updatedBefore = updatedBefore;
 
   const rawSearch = filter.search ?? "";
   if (typeof rawSearch !== "string" || rawSearch.length > MAX_SEARCH_LENGTH) {
@@ -564,6 +601,7 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
     // Plain substring matching on lower-cased text: no regular expression is ever built from user text.
     checks.push((i) => i.name.toLowerCase().includes(search) || (i.incidentId.length === search.length && i.incidentId.toLowerCase() === search));
     key.push(search);
+    spec.search = search;
   } else {
     key.push(null);
   }
@@ -576,7 +614,7 @@ function compileFilter(filter: IncidentFilter | undefined): CompiledFilter | und
           for (const check of checks) if (!check(incident)) return false;
           return true;
         };
-  return { key: JSON.stringify(key), accepts };
+  return { key: JSON.stringify(key), accepts, spec };
 }
 
 function unreachable(value: never): never {

@@ -1,9 +1,11 @@
+import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { TokenAcquisitionError } from "../auth/token-errors.js";
 import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListResult } from "../defender/backend-client.js";
 import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
-import type { IncidentCache, TenantIncidentsEntry, TenantSweep } from "./incident-cache.js";
+import type { IncidentPage, ParsedIncidentQuery } from "./incident-query.js";
+import type { IncidentMirror, MirrorCounts, SyncState, SyncStatePatch } from "./mirror.js";
 import { deadlineExceeded, incomplete, isLastingCode, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
 
 /** Which tenant to read, and from which backend (the tenant's override or the deployment default). */
@@ -12,21 +14,27 @@ export interface IncidentTarget {
   backend: IncidentsBackendName;
 }
 
-/** Per-call options: how long this caller is willing to wait. */
+/** Per-call options: how long this caller is willing to wait, and how fresh it wants the data. */
 export interface LoadOptions {
-  /** The operation's signal (request closed, deadline): ends this caller's wait, never a shared refresh. */
+  /** The operation's signal (request closed, deadline): ends this caller's wait, never a shared sync. */
   signal?: AbortSignal;
   /** Wall-clock time (`Date.now()` scale) after which this caller stops waiting. */
   deadline?: Date | number;
+  /**
+   * The oldest data this caller accepts, ms: a tenant synced longer ago is synced now (front of the queue)
+   * and waited for, up to the deadline. Undefined: the mirror as it is (a tenant never synced is still
+   * waited for, until its first page is in).
+   */
+  maxAgeMs?: number;
 }
 
-/** One tenant's incidents and how they were had. */
-export interface TenantIncidents {
+/** How one tenant stands for a query: its outcome, and whether its mirrored incidents may be served. */
+export interface TenantLoad {
   /** Normalised (trimmed, lower case). */
   tenantId: string;
-  /** Immutable; the same array as long as the tenant's cached incidents do not change. */
-  incidents: readonly Incident[];
   outcome: TenantOutcome;
+  /** Whether the query may show the tenant's mirrored incidents (false: none, e.g. consent revoked). */
+  usable: boolean;
 }
 
 /** An incident whose alerts a query wants: its id and the version the query holds. */
@@ -35,42 +43,39 @@ export interface AlertsWanted {
   lastUpdateTime: Date;
 }
 
+/** A tenant's sync state as queries report it. */
+export type SyncPhase = "FRESH" | "STALE" | "SYNCING" | "FAILING" | "NEVER_SYNCED";
+
 export interface IncidentServiceOptions {
   clients: Record<IncidentsBackendName, IncidentsBackendClient>;
-  cache: IncidentCache;
-  /** A tenant's incidents younger than this are served without any upstream call. Default 30 s. */
+  mirror: IncidentMirror;
+  /** A tenant synced within this long is fresh: no sync for it, and the engine's poll interval. Default 30 s. */
   freshnessMs?: number;
-  /**
-   * A delta asks for incidents updated since the watermark minus this much, so updates stamped just
-   * before the newest one seen (clock skew between upstream replicas, sub-millisecond timestamps the
-   * Date cut off) are not missed. Re-fetched incidents are merged idempotently. Default 1 s.
-   */
+  /** A delta asks from the watermark minus this much (clock skew, sub-millisecond times). Default 1 s. */
   overlapMs?: number;
-  /**
-   * How old cached incidents may be and still be served, flagged, when a refresh fails transiently.
-   * Default 15 minutes.
-   */
+  /** How old mirrored incidents may be and still be served, flagged, while the tenant's syncs fail transiently. Default 15 min. */
   maxStaleMs?: number;
-  /** Lists a tenant in full again after this long, so incidents gone upstream leave the cache. Default 6 h. */
+  /** Lists a tenant in full again after this long, so incidents gone upstream leave the mirror. Default 6 h. */
   fullRefreshMs?: number;
-  /**
-   * List pages one refresh reads at most (delta and full list together). A tenant with more — a large
-   * tenant's first load — is read across several refreshes (queries), each going on where the last one
-   * stopped; meanwhile its outcome says `complete: false` and INCOMPLETE. Default 100 (5,000 Graph or
-   * 10,000 Defender incidents); the rate budget and the deadline may stop a refresh sooner, with the
-   * pages read kept all the same.
-   */
+  /** List pages one sync reads at most; a larger first load goes on at the next sync. Default 100. */
   maxPagesPerRefresh?: number;
-  /** Upper bound of one shared refresh (it has no caller's signal). Default 120 s. */
+  /** Upper bound of one sync. Default 120 s. */
   refreshTimeoutMs?: number;
-  /**
-   * How long a tenant's lasting failure (`isLastingCode`: no consent, role missing, tenant unknown, …) is
-   * given again without any token request or upstream call. In-process, per replica. Default 0: not at
-   * all (the app passes TENANT_FAILURE_MEMORY_SECONDS).
-   */
+  /** How long a lasting failure is given again without any call (per replica). Default 0. */
   failureMemoryMs?: number;
-  /** Who may refresh a tenant right now, across replicas (Redis); default: this process alone decides. */
-  coordinator?: RefreshCoordinator;
+  /** Incidents last updated longer ago than this are not mirrored (INCIDENT_WINDOW_DAYS). Default 90 days. */
+  windowMs?: number;
+  /** A tenant's sync lease (one replica syncs a tenant at a time); renewed while a sync runs. Default 30 s. */
+  leaseMs?: number;
+  /**
+   * How long a query waits for a never-synced tenant's first sync run before it answers with the pages
+   * committed so far (at least the first). Default 2 s.
+   */
+  firstLoadWaitMs?: number;
+  /** This replica's name in leases. Default a random UUID. */
+  owner?: string;
+  /** Told when a query served a tenant whose data is stale (the sync engine moves it up its queue). */
+  onStale?: (target: IncidentTarget) => void;
   /** The clock for freshness, Unix ms. Default `Date.now`. */
   now?: () => number;
   logger?: Logger;
@@ -78,31 +83,27 @@ export interface IncidentServiceOptions {
 
 /** Counters since the service was created, for metrics. */
 export interface IncidentServiceStats {
-  /** `loadTenant` calls. */
   loads: number;
-  /** Loads and gets answered from a fresh cache without any upstream call. */
+  /** Loads answered from the mirror without waiting on a sync. */
   cacheHits: number;
-  /** Loads that joined a refresh another caller had started. */
+  /** Loads that joined a sync another caller (or the engine) had started. */
   coalesced: number;
-  /** Refreshes that went upstream (full + delta). */
+  /** Syncs that ran here (first loads, deltas, sweeps). */
   refreshes: number;
   fullRefreshes: number;
   deltaRefreshes: number;
-  /** Refreshes that failed. */
   refreshFailures: number;
-  /** Lists that stopped early (page bound or a failure after some pages) and kept what they read. */
   partialLists: number;
-  /** Upstream calls (pages) the refreshes made. */
+  /** Upstream list calls the syncs made. */
   upstreamCalls: number;
-  /** Loads answered with older cached incidents after a failure. */
+  /** List pages committed to the mirror. */
+  pagesCommitted: number;
   staleServed: number;
-  /** Loads whose wait the caller's signal or deadline ended. */
   deadlineExceeded: number;
-  /** Loads and gets answered with a remembered lasting failure, without any call. */
   failuresRemembered: number;
-  /** Incidents whose alerts `loadAlerts` answered from the cache. */
+  /** Syncs skipped because another replica held the tenant's lease. */
+  leaseBusy: number;
   alertsFromCache: number;
-  /** Incidents `loadAlerts` read upstream for their alerts (one call each, retries aside). */
   alertsFetched: number;
 }
 
@@ -113,90 +114,74 @@ const DEFAULTS = {
   fullRefreshMs: 6 * 3_600_000,
   refreshTimeoutMs: 120_000,
   maxPagesPerRefresh: 100,
+  windowMs: 90 * 86_400_000,
+  leaseMs: 30_000,
+  firstLoadWaitMs: 2_000,
 };
 
-/**
- * Lets one replica at a time refresh a tenant. `exclusive` runs `run` when this replica holds the tenant's
- * refresh; otherwise it waits until the holder is done (or the deadline) and says it did not run.
- */
-export interface RefreshCoordinator {
-  exclusive<T>(key: string, ttlMs: number, deadline: number, run: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
-}
+/** How often a caller waiting on another replica's sync looks at the tenant's state. */
+const FOREIGN_POLL_MS = 200;
 
-/** A single process: every refresh may run (the in-process single flight already coalesces). */
-const LOCAL_COORDINATOR: RefreshCoordinator = {
-  async exclusive(_key, _ttlMs, _deadline, run) {
-    return { ran: true, value: await run() };
-  },
-};
-
-/** A lasting failure given again until `until` (service clock). */
 interface RememberedFailure {
   until: number;
-  /** The public error as first answered. */
   error: TenantError;
-  /** What the refresh threw, for `getIncident` to throw again. */
   thrown: unknown;
 }
 
-/**
- * How a refresh went. `ok` with `stopped`: the list stopped early (pages used up, or a transient failure
- * after some pages); the entry holds what was read, and `stopped` is what the caller is told.
- */
-type RefreshResult = { ok: true; entry: TenantIncidentsEntry; fromCache: boolean; stopped?: TenantError } | { ok: false; error: TenantError };
+/** How a sync went. */
+export type SyncResult =
+  | { ran: true; ok: true; stopped?: TenantError; changed: number }
+  | { ran: true; ok: false; error: TenantError }
+  | { ran: false };
 
-const DEADLINE: RefreshResult = { ok: false, error: deadlineExceeded() };
+/** A sync under way: settles `firstPage` when its first page is committed (or it ends), `done` when it ends. */
+interface SyncFlight {
+  startedAt: number;
+  firstPage: Promise<void>;
+  done: Promise<SyncResult>;
+}
 
 /**
- * Incidents per tenant, with a per-tenant cache refreshed incrementally.
+ * Incidents per tenant, from the mirror (mirror.ts), kept by syncs (this class) that the sync engine
+ * (sync-engine.ts) schedules in the background and that queries start when they must wait.
  *
- * - Fresh (`fetchedAt` within `freshnessMs`): served from the cache, no upstream call.
- * - Otherwise one refresh of at most `maxPagesPerRefresh` pages (lists page by watermark, oldest first:
- *   see watermark-paging.ts): a full list the first time and after a backend change — a large tenant's
- *   taking several refreshes, each going on where the last stopped (`entry.sweep`), its outcome
- *   `complete: false` until done; else a delta (`updatedSince = watermark - overlapMs`), followed every
- *   `fullRefreshMs` by a full list swept with the pages the delta left, merged into the cached incidents by id. An
- *   incident is replaced only by a version with a later `lastUpdateTime`, so overlap re-fetches change
- *   nothing (and keep the cached array, hence the query's memoised sort orders). Redirected (merged)
- *   incidents are kept like any other, with status REDIRECTED and `redirectIncidentId`.
- * - Single flight: concurrent loads of one tenant share one refresh. A caller's signal or deadline ends
- *   its own wait; the refresh goes on — to the deadline of the caller that started it, at most
- *   `refreshTimeoutMs` — and fills the cache for the next.
+ * A sync of a tenant, under the tenant's lease so one replica syncs it at a time:
+ * - First load (no full list yet): lists from the window's start (or where the last sync stopped),
+ *   oldest first, committing each page with the sweep's resume point, at most `maxPagesPerRefresh` pages;
+ *   the next sync goes on from there, nothing read twice.
+ * - Then deltas from the watermark (minus `overlapMs`), each page committed; every `fullRefreshMs` a full
+ *   sweep follows with the pages left, marking the rows it lists; at its end rows it did not list are gone
+ *   upstream and removed (with `removed` events).
+ * - A failure: transient ones keep the mirror (served, flagged, up to `maxStaleMs`); others (consent
+ *   revoked, role missing, tenant gone) drop the tenant's rows, so data the app may no longer read is not
+ *   served. Lasting ones are remembered for `failureMemoryMs` (no call until then, in this replica) and
+ *   recorded in the tenant's state for every replica.
  *
- * Failure policy (never thrown; the outcome says what happened):
- * - A transient failure (throttling, outage, timeout, unreadable answer, deadline, internal error) with
- *   cached incidents at most `maxStaleMs` old serves them: `ok: false, fromCache: true`, `fetchedAt` their
- *   age and `error` the failure. A dashboard keeps showing the tenant, marked stale.
- * - Otherwise — no usable cache, or a failure that will not pass by itself (consent revoked, role
- *   missing, tenant gone, app credential refused, …) — no incidents: `ok: false, fetchedAt: null`. After a
- *   non-transient failure the tenant's cache entry is deleted, so data the app may no longer read is not
- *   served later and the next success lists the tenant in full.
- * - A lasting failure (`isLastingCode`) is remembered for `failureMemoryMs`: until then loads (and gets)
- *   of that tenant and backend answer it again — same code, message and hint, `retryAfterSeconds` the time
- *   left — with no token request and no upstream call. `forgetFailures` (consent granted, a re-check, an
- *   operator's change) and a fresh cache entry (another replica's refresh) end it at once.
+ * Loads (what a query does per tenant) never wait on upstream unless they must: a tenant never synced is
+ * waited for until its first page is committed; a caller's `maxAgeMs` waits for a sync of an older tenant;
+ * otherwise the mirror is served as it is and a stale tenant is handed to `onStale`.
  */
 export class IncidentService {
   private readonly clients: Record<IncidentsBackendName, IncidentsBackendClient>;
-  private readonly cache: IncidentCache;
-  private readonly freshnessMs: number;
+  readonly mirror: IncidentMirror;
+  readonly freshnessMs: number;
   private readonly overlapMs: number;
   private readonly maxStaleMs: number;
   private readonly fullRefreshMs: number;
   private readonly refreshTimeoutMs: number;
   private readonly maxPagesPerRefresh: number;
   private readonly failureMemoryMs: number;
-  private readonly coordinator: RefreshCoordinator;
-  private readonly now: () => number;
+  private readonly windowMs: number;
+  private readonly leaseMs: number;
+  private readonly firstLoadWaitMs: number;
+  readonly owner: string;
+  private readonly onStale: ((target: IncidentTarget) => void) | undefined;
+  readonly now: () => number;
   private readonly logger: Logger | undefined;
-  /** Running refreshes by `${tenantId}|${backend}`. */
-  private readonly flights = new Map<string, Promise<RefreshResult>>();
-  /** Tails of each tenant's chain of cache read-modify-writes. */
-  private readonly locks = new Map<string, Promise<void>>();
-  /** Remembered lasting failures by `${tenantId}|${backend}`. */
+  private readonly flights = new Map<string, SyncFlight>();
   private readonly failures = new Map<string, RememberedFailure>();
-  /** Bumped per tenant by `forgetFailures`, so a refresh that started before cannot remember its failure. */
   private readonly failureGenerations = new Map<string, number>();
+  private closed = false;
   private readonly counters: IncidentServiceStats = {
     loads: 0,
     cacheHits: 0,
@@ -207,16 +192,18 @@ export class IncidentService {
     refreshFailures: 0,
     partialLists: 0,
     upstreamCalls: 0,
+    pagesCommitted: 0,
     staleServed: 0,
     deadlineExceeded: 0,
     failuresRemembered: 0,
+    leaseBusy: 0,
     alertsFromCache: 0,
     alertsFetched: 0,
   };
 
   constructor(options: IncidentServiceOptions) {
     this.clients = options.clients;
-    this.cache = options.cache;
+    this.mirror = options.mirror;
     this.freshnessMs = options.freshnessMs ?? DEFAULTS.freshnessMs;
     this.overlapMs = options.overlapMs ?? DEFAULTS.overlapMs;
     this.maxStaleMs = options.maxStaleMs ?? DEFAULTS.maxStaleMs;
@@ -224,120 +211,161 @@ export class IncidentService {
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? DEFAULTS.refreshTimeoutMs;
     this.maxPagesPerRefresh = Math.max(1, Math.floor(options.maxPagesPerRefresh ?? DEFAULTS.maxPagesPerRefresh));
     this.failureMemoryMs = Math.max(0, options.failureMemoryMs ?? 0);
-    this.coordinator = options.coordinator ?? LOCAL_COORDINATOR;
+    this.windowMs = options.windowMs ?? DEFAULTS.windowMs;
+    this.leaseMs = options.leaseMs ?? DEFAULTS.leaseMs;
+    this.firstLoadWaitMs = options.firstLoadWaitMs ?? DEFAULTS.firstLoadWaitMs;
+    this.owner = options.owner ?? randomUUID();
+    this.onStale = options.onStale;
     this.now = options.now ?? Date.now;
     this.logger = options.logger?.child({ component: "incident-service" });
   }
 
-  /**
-   * A tenant's incidents: from the cache while fresh, else after one (shared) refresh. Never throws for
-   * the tenant's failure; see the class comment for what a failure returns.
-   */
-  async loadTenant(target: IncidentTarget, options: LoadOptions = {}): Promise<TenantIncidents> {
+  // ---------------------------------------------------------------------------------------------------
+  // Queries
+
+  /** How a tenant stands for a query (see the class comment for when it waits). Never throws for the tenant. */
+  async loadTenant(target: IncidentTarget, options: LoadOptions = {}): Promise<TenantLoad> {
     const started = performance.now();
     const tenantId = normaliseTenantId(target.tenantId);
     const elapsed = () => Math.round(performance.now() - started);
     this.counters.loads++;
-    let usable: TenantIncidentsEntry | undefined;
     try {
-      const entry = await this.readCache(tenantId);
-      usable = entry && entry.backend === target.backend ? entry : undefined;
-      if (usable && this.isFresh(usable)) {
-        this.counters.cacheHits++;
-        this.failures.delete(`${tenantId}|${target.backend}`);
-        return succeeded(tenantId, usable, true, elapsed());
+      let state = await this.mirror.state(tenantId);
+      if (state && state.backend !== target.backend) {
+        // The operator moved the tenant to the other backend: its mirror starts over.
+        await this.mirror.forgetTenant(tenantId);
+        state = undefined;
       }
       const remembered = this.recall(tenantId, target.backend);
       if (remembered) {
         this.counters.failuresRemembered++;
-        return this.failed(tenantId, remembered.error, usable, elapsed());
+        return failedLoad(tenantId, remembered.error, elapsed());
       }
-      const result = isOver(options) ? DEADLINE : await this.wait(this.refresh(tenantId, target.backend, options.deadline), options);
-      if (result.ok) return succeeded(tenantId, result.entry, result.fromCache, elapsed(), result.stopped);
-      if (result === DEADLINE) this.counters.deadlineExceeded++;
-      return this.failed(tenantId, result.error, usable, elapsed());
+      const cold = !hasData(state);
+      const tooOld = options.maxAgeMs !== undefined && !cold && (state!.fetchedAt === null || this.now() - state!.fetchedAt.getTime() > options.maxAgeMs);
+      if (!cold && !tooOld) {
+        this.counters.cacheHits++;
+        if (this.phase(state!) !== "FRESH") this.onStale?.(target);
+        return this.fromState(state!, { fromCache: true, durationMs: elapsed() });
+      }
+      if (isOver(options)) {
+        this.counters.deadlineExceeded++;
+        return state ? this.fromState(state, { fromCache: true, durationMs: elapsed(), error: deadlineExceeded() }) : failedLoad(tenantId, deadlineExceeded(), elapsed());
+      }
+      const flight = this.sync(target, options.deadline);
+      const firstPageOnly = cold && !tooOld;
+      // A tenant never synced: its first sync run, or — when that takes longer than `firstLoadWaitMs` — its
+      // first page, so a large tenant's first query is not held up by the rest of its pages.
+      const until = firstPageOnly
+        ? Promise.race([flight.firstPage.then(() => delay(this.firstLoadWaitMs - (this.now() - flight.startedAt))).then((): SyncResult => ({ ran: true, ok: true, changed: 0 })), flight.done])
+        : flight.done;
+      const waited = await this.wait(until, options, tenantId, flight.startedAt, firstPageOnly);
+      if (waited === "deadline") this.counters.deadlineExceeded++;
+      const after = await this.mirror.state(tenantId);
+      const result = waited === "deadline" ? undefined : waited;
+      if (result && result.ran && !result.ok) {
+        // Transient: the mirror (if any) is still served, flagged; otherwise nothing.
+        return after && hasData(after) && isTransientCode(result.error.code)
+          ? this.fromState(after, { fromCache: true, durationMs: elapsed(), error: result.error })
+          : failedLoad(tenantId, result.error, elapsed());
+      }
+      if (!after || !hasData(after)) {
+        if (waited === "deadline") return failedLoad(tenantId, deadlineExceeded(), elapsed());
+        return after?.lastError ? failedLoad(tenantId, after.lastError, elapsed()) : this.fromState(after ?? emptyState(tenantId, target.backend), { fromCache: false, durationMs: elapsed() });
+      }
+      return this.fromState(after, {
+        fromCache: waited === "deadline",
+        durationMs: elapsed(),
+        ...(waited === "deadline" ? { error: deadlineExceeded() } : result && result.ran && result.ok && result.stopped ? { error: result.stopped } : {}),
+      });
     } catch (error) {
-      // Only a bug gets here (the refresh settles every failure); still, one tenant never fails a query.
-      return this.failed(tenantId, toTenantError(error, { tenantId, logger: this.logger }), usable, elapsed());
+      // Only a bug (or the database) gets here; still, one tenant never fails a query.
+      return failedLoad(tenantId, toTenantError(error, { tenantId, logger: this.logger }), elapsed());
     }
   }
 
-  /** Several tenants, all at once (the clients hold the rate budget and concurrency cap), settled per tenant. */
-  loadTenants(targets: readonly IncidentTarget[], options: LoadOptions = {}): Promise<TenantIncidents[]> {
+  /** Several tenants, all at once, settled per tenant. */
+  loadTenants(targets: readonly IncidentTarget[], options: LoadOptions = {}): Promise<TenantLoad[]> {
     return Promise.all(targets.map((target) => this.loadTenant(target, options)));
   }
 
+  /** One page over the mirrored incidents of the given (usable) tenants. */
+  page(tenantIds: readonly string[], query: ParsedIncidentQuery): Promise<IncidentPage> {
+    return this.mirror.page(tenantIds, query);
+  }
+
+  /** Counts by severity and status of the given tenants' mirrored incidents. */
+  counts(tenantIds: readonly string[]): Promise<MirrorCounts> {
+    return this.mirror.counts(tenantIds);
+  }
+
+  /** What a tenant's state says to a query: fresh, stale, syncing (first load), failing, never synced. */
+  phase(state: SyncState | undefined): SyncPhase {
+    if (!state || !hasData(state)) return state?.lastError ? "FAILING" : "NEVER_SYNCED";
+    if (state.lastError && (state.fetchedAt === null || (state.errorAt !== null && state.errorAt.getTime() >= state.fetchedAt.getTime()))) return "FAILING";
+    if (state.fullFetchedAt === null) return "SYNCING";
+    return state.fetchedAt !== null && this.now() - state.fetchedAt.getTime() < this.freshnessMs ? "FRESH" : "STALE";
+  }
+
   /**
-   * One incident: from the tenant's cache while it is fresh and holds it, else from the backend (and then
-   * put into the cache when it is newer than the cached copy). Resolves undefined when it does not exist.
+   * One incident: from the mirror while the tenant is fresh and holds it, else from the backend (and then
+   * into the mirror). Resolves undefined when it does not exist.
    *
-   * @throws UpstreamError or TokenAcquisitionError from the backend; the signal's reason when the
-   *   signal or the deadline ends the call
+   * @throws UpstreamError or TokenAcquisitionError from the backend
    */
   async getIncident(target: IncidentTarget, incidentId: string, options: LoadOptions = {}): Promise<Incident | undefined> {
     const tenantId = normaliseTenantId(target.tenantId);
     const id = incidentId.trim();
-    const entry = await this.readCache(tenantId);
-    if (entry && entry.backend === target.backend && this.isFresh(entry)) {
-      const cached = indexOf(entry.incidents).get(id);
-      if (cached) {
+    const state = await this.mirror.state(tenantId);
+    const mirrored = state && state.backend === target.backend;
+    if (mirrored && this.phase(state) === "FRESH") {
+      const held = await this.mirror.get(tenantId, id);
+      if (held) {
         this.counters.cacheHits++;
-        return cached;
+        return held;
       }
     }
-    const remembered = this.recall(tenantId, target.backend);
-    if (remembered) {
-      this.counters.failuresRemembered++;
-      const { thrown } = remembered;
-      throw thrown instanceof TokenAcquisitionError ? thrown.rememberedFor(remembered.error.retryAfterSeconds ?? 1) : thrown;
-    }
+    this.throwRemembered(tenantId, target.backend);
     const incident = await this.client(target.backend).getIncident(tenantId, id, callOptions(options));
-    if (incident) await this.upsert(tenantId, target.backend, incident);
+    if (incident && mirrored) await this.mirror.put(tenantId, target.backend, [incident], { source: "sync", listedMs: this.now(), keepAlerts: true });
     return incident;
   }
 
   /**
-   * Writes an incident change through the backend, then puts the incident it answers into the tenant's
-   * cache. The cache's `fetchedAt` and watermark stay as they were: one written incident says nothing
-   * about the tenant's others, so neither freshness nor the delta's starting point moves.
+   * Writes an incident change through the backend, then puts the answer into the mirror at once (a `write`
+   * event); the tenant's watermark and freshness stay as they were.
    *
-   * @throws UpstreamError or TokenAcquisitionError from the backend; the signal's reason when the
-   *   signal or the deadline ends the call
+   * @throws UpstreamError or TokenAcquisitionError from the backend
    */
   async updateIncident(target: IncidentTarget, incidentId: string, patch: IncidentPatch, options: LoadOptions = {}): Promise<Incident> {
     const tenantId = normaliseTenantId(target.tenantId);
     const incident = await this.client(target.backend).updateIncident(tenantId, incidentId.trim(), patch, callOptions(options));
-    await this.upsert(tenantId, target.backend, incident);
+    const state = await this.mirror.state(tenantId);
+    if (state && state.backend === target.backend) {
+      await this.mirror.put(tenantId, target.backend, [incident], { source: "write", listedMs: this.now(), keepAlerts: true }).catch((error: unknown) => {
+        this.logger?.warn({ err: error, tenantId }, "could not write the updated incident to the mirror; the next sync brings it");
+      });
+    }
     return incident;
   }
 
   /**
-   * The alerts of some of one tenant's incidents (those a query selects `alerts` of while its incident
-   * carries `alerts: null`), settled per incident in the order asked: the alerts, or the Error for that
-   * incident alone. Never rejects for the tenant's failure.
-   *
-   * - An incident the cache holds with its alerts, in a version at least as new as the one asked about,
-   *   costs no call.
-   * - The others are read through the backend (`loadAlerts`: Graph reads each incident with
-   *   `$expand=alerts`, a few at a time, within the tenant's rate budget and the caller's deadline) and put
-   *   back into the tenant's cached incidents, unless the cache holds a newer version, so the next query
-   *   costs no call. The alerts live with the incident: a list that brings a later `lastUpdateTime`
-   *   replaces the incident, alerts `null` again, and they are read again when next asked for. (This
-   *   assumes, as for the Defender API's inline alerts, that an incident's `lastUpdateTime` moves when
-   *   its alerts change: unconfirmed upstream.)
-   * - An incident gone upstream is NOT_FOUND for that incident; a remembered lasting failure of the
-   *   tenant is given again without any call.
+   * The alerts of some of one tenant's incidents, settled per incident: from the mirror when it holds them
+   * with a version at least as new as the one asked about, else read through the backend (then kept with
+   * that version in the mirror). Never rejects for the tenant's failure.
    */
   async loadAlerts(target: IncidentTarget, wanted: readonly AlertsWanted[], options: LoadOptions = {}): Promise<Array<IncidentAlert[] | Error>> {
     const tenantId = normaliseTenantId(target.tenantId);
     const { backend } = target;
     const results: Array<IncidentAlert[] | Error> = new Array(wanted.length);
-    const entry = await this.readCache(tenantId);
-    const held = entry && entry.backend === backend ? indexOf(entry.incidents) : undefined;
+    const held = await this.mirror.getMany(
+      tenantId,
+      wanted.map((w) => w.incidentId.trim()),
+    );
     const missing: number[] = [];
     wanted.forEach((w, i) => {
-      const cached = held?.get(w.incidentId.trim());
-      if (cached && cached.alerts !== null && cached.lastUpdateTime.getTime() >= w.lastUpdateTime.getTime()) {
+      const cached = held.get(w.incidentId.trim());
+      if (cached && cached.backend === backend && cached.alerts !== null && cached.lastUpdateTime.getTime() >= w.lastUpdateTime.getTime()) {
         this.counters.alertsFromCache++;
         results[i] = cached.alerts;
       } else {
@@ -349,8 +377,7 @@ export class IncidentService {
     const remembered = this.recall(tenantId, backend);
     if (remembered) {
       this.counters.failuresRemembered++;
-      const { thrown } = remembered;
-      const error = thrown instanceof TokenAcquisitionError ? thrown.rememberedFor(remembered.error.retryAfterSeconds ?? 1) : thrown;
+      const error = rethrowable(remembered);
       for (const i of missing) results[i] = asError(error);
       return results;
     }
@@ -382,22 +409,20 @@ export class IncidentService {
         read.push(load.incident);
       }
     });
-    if (read.length > 0) await this.putRead(tenantId, backend, read);
+    if (read.length > 0) {
+      await this.mirror.putAlerts(tenantId, read).catch((error: unknown) => this.logger?.warn({ err: error, tenantId }, "could not keep alerts in the mirror"));
+    }
     return results;
   }
 
-  /** Drops a tenant's cached incidents and remembered failures (tenant removed, backend changed by an operator). */
+  /** Drops a tenant's mirror and remembered failures (tenant removed, backend changed by an operator). */
   async forget(tenantId: string): Promise<void> {
     const key = normaliseTenantId(tenantId);
     this.forgetFailures(key);
-    await this.withLock(key, () => this.deleteCache(key));
+    await this.mirror.forgetTenant(key).catch((error: unknown) => this.logger?.warn({ err: error, tenantId: key }, "could not drop the tenant's mirror"));
   }
 
-  /**
-   * Forgets the tenant's remembered lasting failures (one backend, or both), so its next load asks the
-   * token provider and the backend again: after a consent, a re-check, or an operator's change. This
-   * replica only; other replicas forget when their memory runs out (or their cache turns fresh).
-   */
+  /** Forgets the tenant's remembered lasting failures (one backend, or both), in this replica. */
   forgetFailures(tenantId: string, backend?: IncidentsBackendName): void {
     const id = normaliseTenantId(tenantId);
     for (const b of backend ? [backend] : (Object.keys(this.clients) as IncidentsBackendName[])) this.failures.delete(`${id}|${b}`);
@@ -408,14 +433,240 @@ export class IncidentService {
     return { ...this.counters };
   }
 
-  // -------------------------------------------------------------------------------------------------
-
-  /** Fresh: complete (no first load under way) and fetched within `freshnessMs`. */
-  private isFresh(entry: TenantIncidentsEntry): boolean {
-    return isComplete(entry) && this.now() - entry.fetchedAt.getTime() < this.freshnessMs;
+  /** Tenants this replica is syncing right now. */
+  get syncing(): number {
+    return this.flights.size;
   }
 
-  /** The tenant's remembered lasting failure, its `retryAfterSeconds` the time left; undefined when none or over. */
+  /** Stops starting syncs and waits for the running ones; then releases this replica's leases. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.flights.values()].map((f) => f.done.catch(() => undefined)));
+    await this.mirror.releaseAll(this.owner).catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Syncs
+
+  /** Whether a lasting failure of the tenant is remembered now (the engine skips it). */
+  remembers(target: IncidentTarget): boolean {
+    return this.recall(normaliseTenantId(target.tenantId), target.backend) !== undefined;
+  }
+
+  /**
+   * The tenant's sync: the running one (joined), else a new one. Bounded by the caller's deadline when it
+   * starts one (at most `refreshTimeoutMs`), so waits (rate slots, Retry-After) that cannot fit end in time.
+   */
+  sync(target: IncidentTarget, callerDeadline?: Date | number): SyncFlight {
+    const tenantId = normaliseTenantId(target.tenantId);
+    const key = `${tenantId}|${target.backend}`;
+    const running = this.flights.get(key);
+    if (running) {
+      this.counters.coalesced++;
+      return running;
+    }
+    let signalFirstPage!: () => void;
+    const firstPage = new Promise<void>((resolve) => (signalFirstPage = resolve));
+    const deadline = Math.min(callerDeadline === undefined ? Number.POSITIVE_INFINITY : +callerDeadline, Date.now() + this.refreshTimeoutMs);
+    const done = this.runSync(tenantId, target.backend, deadline, signalFirstPage)
+      .catch((error: unknown): SyncResult => ({ ran: true, ok: false, error: toTenantError(error, { tenantId, logger: this.logger }) }))
+      .finally(() => this.flights.delete(key));
+    const flight: SyncFlight = { startedAt: this.now(), firstPage, done };
+    this.flights.set(key, flight);
+    return flight;
+  }
+
+  private async runSync(tenantId: string, backend: IncidentsBackendName, deadline: number, firstPage: () => void): Promise<SyncResult> {
+    if (this.closed) return { ran: false };
+    if (!(await this.mirror.tryLease(tenantId, backend, this.owner, this.leaseMs))) {
+      this.counters.leaseBusy++;
+      return { ran: false };
+    }
+    const renew = setInterval(() => {
+      void this.mirror.tryLease(tenantId, backend, this.owner, this.leaseMs).catch(() => undefined);
+    }, Math.max(50, Math.floor(this.leaseMs / 3)));
+    renew.unref();
+    try {
+      return await this.fetchAndStore(tenantId, backend, deadline, firstPage);
+    } finally {
+      clearInterval(renew);
+      await this.mirror.releaseLease(tenantId, this.owner).catch(() => undefined);
+    }
+  }
+
+  private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number, firstPage: () => void): Promise<SyncResult> {
+    const startedAt = this.now();
+    const generation = this.failureGenerations.get(tenantId) ?? 0;
+    const signal = AbortSignal.timeout(this.refreshTimeoutMs);
+    const client = this.client(backend);
+    let state = (await this.mirror.state(tenantId)) ?? emptyState(tenantId, backend);
+    if (state.backend !== backend) {
+      await this.mirror.forgetTenant(tenantId);
+      state = emptyState(tenantId, backend);
+    }
+    const windowStart = startedAt - this.windowMs;
+    let pagesLeft = this.maxPagesPerRefresh;
+    let changed = 0;
+    let mode: "first" | "delta" = state.fullFetchedAt === null ? "first" : "delta";
+    this.counters.refreshes++;
+    this.counters[mode === "first" ? "fullRefreshes" : "deltaRefreshes"]++;
+
+    /** One list, each page committed with `pageState(resumeFrom)`. Lasting failures after some pages throw. */
+    const list = async (from: number | null, pageState: (resumeFrom: Date | null) => SyncStatePatch, listedMs: number): Promise<ListResult> => {
+      const since = from === null ? windowStart : Math.max(windowStart, from);
+      const listed = await client.listIncidents(tenantId, {
+        updatedSince: new Date(since),
+        maxPages: pagesLeft,
+        signal,
+        deadline,
+        onPage: async (page) => {
+          const put = await this.mirror.put(tenantId, backend, page.incidents, { source: "sync", listedMs, state: { ...pageState(page.resumeFrom), pagesRead: 1 } });
+          changed += put.created + put.updated;
+          this.counters.pagesCommitted++;
+          firstPage();
+        },
+      });
+      pagesLeft -= listed.calls;
+      this.counters.upstreamCalls += listed.calls;
+      if (!listed.complete) this.counters.partialLists++;
+      if (listed.stoppedBy !== undefined && !isTransientCode(this.stopError(tenantId, backend, signal, listed.stoppedBy).code)) throw listed.stoppedBy;
+      return listed;
+    };
+
+    try {
+      let stopped: ListResult | undefined;
+      if (mode === "first") {
+        const sweep = state.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null, pages: 0 };
+        let pages = sweep.pages;
+        const from = sweep.resumeFrom === null ? null : sweep.resumeFrom.getTime();
+        const listed = await list(from, (resumeFrom) => ({ sweep: { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, resumeFrom), pages: ++pages } }), sweep.startedAt.getTime());
+        if (listed.complete) {
+          const watermark = later(state.watermark, listed.resumeFrom);
+          await this.mirror.patchState(tenantId, backend, { sweep: null, fullFetchedAt: sweep.startedAt, fetchedAt: new Date(startedAt), watermark, ...success(startedAt, changed, state) });
+        } else {
+          stopped = listed;
+          await this.mirror.patchState(tenantId, backend, { sweep: { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, listed.resumeFrom), pages }, lastAttemptAt: new Date(startedAt) });
+        }
+      } else {
+        const from = state.watermark === null ? null : state.watermark.getTime() - this.overlapMs;
+        const delta = await list(from, (resumeFrom) => ({ watermark: later(state.watermark, resumeFrom) }), startedAt);
+        if (!delta.complete) {
+          stopped = delta;
+          await this.mirror.patchState(tenantId, backend, { lastAttemptAt: new Date(startedAt) });
+        } else {
+          await this.mirror.patchState(tenantId, backend, { watermark: later(state.watermark, delta.resumeFrom), fetchedAt: new Date(startedAt), ...success(startedAt, changed, state) });
+          const due = state.sweep !== null || startedAt - state.fullFetchedAt!.getTime() >= this.fullRefreshMs;
+          if (due && pagesLeft > 0) await this.periodicSweep(tenantId, backend, state, startedAt, list);
+        }
+      }
+      this.failures.delete(`${tenantId}|${backend}`);
+      this.logger?.debug({ tenantId, backend, mode, changed, complete: stopped === undefined }, "tenant incidents synced");
+      if (!stopped) return { ran: true, ok: true, changed };
+      if (stopped.stoppedBy === undefined) {
+        const after = await this.mirror.state(tenantId);
+        return { ran: true, ok: true, changed, stopped: incomplete(after?.incidentCount ?? 0) };
+      }
+      const error = this.stopError(tenantId, backend, signal, stopped.stoppedBy);
+      this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
+      await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt) });
+      return { ran: true, ok: true, changed, stopped: error };
+    } catch (caught) {
+      mode = mode === "first" ? "first" : "delta";
+      this.counters.refreshFailures++;
+      const error = this.stopError(tenantId, backend, signal, caught);
+      this.logFailure(tenantId, backend, mode, caught, error);
+      if (!isTransientCode(error.code)) await this.mirror.forgetTenant(tenantId).catch(() => undefined);
+      await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt), lastAttemptAt: new Date(startedAt) }).catch(() => undefined);
+      this.remember(tenantId, backend, error, caught, generation);
+      return { ran: true, ok: false, error };
+    }
+  }
+
+  /** The periodic full sweep after a delta: marks what it lists; at its end the unlisted rows leave. */
+  private async periodicSweep(
+    tenantId: string,
+    backend: IncidentsBackendName,
+    state: SyncState,
+    startedAt: number,
+    list: (from: number | null, pageState: (resumeFrom: Date | null) => SyncStatePatch, listedMs: number) => Promise<ListResult>,
+  ): Promise<void> {
+    const sweep = state.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null, pages: 0 };
+    let pages = sweep.pages;
+    try {
+      const from = sweep.resumeFrom === null ? null : sweep.resumeFrom.getTime();
+      const listed = await list(from, (resumeFrom) => ({ sweep: { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, resumeFrom), pages: ++pages } }), sweep.startedAt.getTime());
+      if (listed.complete) {
+        await this.mirror.removeUnlisted(tenantId, sweep.startedAt.getTime());
+        await this.mirror.patchState(tenantId, backend, { sweep: null, fullFetchedAt: sweep.startedAt });
+      } else {
+        await this.mirror.patchState(tenantId, backend, { sweep: { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, listed.resumeFrom), pages } });
+      }
+    } catch (error) {
+      // The delta is in; a failure of the periodic sweep only delays it (pages kept).
+      this.logger?.warn({ tenantId, backend, code: toTenantError(error).code }, "periodic full list of the tenant stopped; it goes on at the next sync");
+    }
+  }
+
+  /** Settles with the flight's promise, "deadline" when the caller's signal or deadline comes first. */
+  private async wait(promise: Promise<SyncResult>, options: LoadOptions, tenantId: string, flightStartedAt: number, firstPageOnly: boolean): Promise<"deadline" | SyncResult> {
+    const outcome = await raceDeadline(promise, options);
+    // Another replica holds the tenant: wait for its progress in the shared state instead.
+    if (outcome !== "deadline" && !outcome.ran) return this.waitForeign(tenantId, options, flightStartedAt, firstPageOnly);
+    return outcome;
+  }
+
+  /** Polls the tenant's state until another replica's sync got as far as this caller needs, or the deadline. */
+  private async waitForeign(tenantId: string, options: LoadOptions, since: number, firstPageOnly: boolean): Promise<"deadline" | SyncResult> {
+    for (;;) {
+      const state = await this.mirror.state(tenantId);
+      if (state) {
+        if (firstPageOnly ? hasData(state) : state.fetchedAt !== null && state.fetchedAt.getTime() >= since - this.overlapMs) return { ran: true, ok: true, changed: 0 };
+        if (state.errorAt !== null && state.errorAt.getTime() >= since && state.lastError) return { ran: true, ok: false, error: state.lastError };
+        if (state.leaseOwner === null) {
+          // The holder finished (or died and its lease ran out) without the progress we need: the caller's next query syncs.
+          return firstPageOnly ? { ran: true, ok: true, changed: 0 } : "deadline";
+        }
+      }
+      const slept = await raceDeadline(sleep(FOREIGN_POLL_MS), options);
+      if (slept === "deadline") return "deadline";
+    }
+  }
+
+  /** The outcome a tenant's state gives a query. */
+  private fromState(state: SyncState, how: { fromCache: boolean; durationMs: number; error?: TenantError }): TenantLoad {
+    const { tenantId } = state;
+    const phase = this.phase(state);
+    const complete = state.fullFetchedAt !== null;
+    const fetchedAt = state.fetchedAt ?? state.sweep?.startedAt ?? null;
+    let error = how.error;
+    if (!error && phase === "FAILING") error = state.lastError ?? undefined;
+    if (!error && !complete && hasData(state)) error = incomplete(state.incidentCount);
+    if (error && !isTransientCode(error.code)) return failedLoad(tenantId, error, how.durationMs);
+    if (error && fetchedAt !== null && this.now() - fetchedAt.getTime() > this.maxStaleMs && error.code !== "INCOMPLETE") {
+      // Failing for longer than stale data may be shown.
+      return failedLoad(tenantId, error, how.durationMs);
+    }
+    if (error && error.code !== "INCOMPLETE") this.counters.staleServed++;
+    return {
+      tenantId,
+      usable: true,
+      outcome: {
+        tenantId,
+        ok: error === undefined,
+        fromCache: how.fromCache,
+        fetchedAt,
+        durationMs: how.durationMs,
+        complete,
+        ...(error ? { error } : {}),
+        syncState: phase,
+        incidentsMirrored: state.incidentCount,
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Failure memory
+
   private recall(tenantId: string, backend: IncidentsBackendName): RememberedFailure | undefined {
     const key = `${tenantId}|${backend}`;
     const remembered = this.failures.get(key);
@@ -428,16 +679,17 @@ export class IncidentService {
     return { ...remembered, error: { ...remembered.error, retryAfterSeconds: Math.ceil(leftMs / 1000) } };
   }
 
-  /**
-   * Remembers a refresh's lasting failure, unless the memory is off or the tenant's failures were forgotten
-   * since the refresh started. A failure the token provider gave from its own memory is remembered no
-   * longer than the provider still does.
-   */
+  private throwRemembered(tenantId: string, backend: IncidentsBackendName): void {
+    const remembered = this.recall(tenantId, backend);
+    if (!remembered) return;
+    this.counters.failuresRemembered++;
+    throw rethrowable(remembered);
+  }
+
   private remember(tenantId: string, backend: IncidentsBackendName, error: TenantError, thrown: unknown, generation: number): void {
     if (this.failureMemoryMs <= 0 || !isLastingCode(error.code)) return;
     if ((this.failureGenerations.get(tenantId) ?? 0) !== generation) return;
     const providerLeftSeconds = thrown instanceof TokenAcquisitionError ? thrown.rememberedForSeconds : undefined;
-    // The provider's countdown is recomputed at each answer; the rest is the error as first answered.
     const { retryAfterSeconds: _countdown, ...withoutCountdown } = error;
     this.failures.set(`${tenantId}|${backend}`, {
       until: this.now() + Math.min(this.failureMemoryMs, (providerLeftSeconds ?? Number.POSITIVE_INFINITY) * 1000),
@@ -452,269 +704,12 @@ export class IncidentService {
     return client;
   }
 
-  /**
-   * The refresh of a tenant, shared by every caller that needs it while it runs. It runs to the deadline
-   * of the caller that started it (at most `refreshTimeoutMs`), so the client can decide whether a wait
-   * (Retry-After, back-off, a rate slot) still fits and answer THROTTLED or UPSTREAM_UNAVAILABLE in time
-   * rather than waiting past everyone's deadline; callers that join later share that bound.
-   */
-  private refresh(tenantId: string, backend: IncidentsBackendName, callerDeadline: Date | number | undefined): Promise<RefreshResult> {
-    const key = `${tenantId}|${backend}`;
-    const running = this.flights.get(key);
-    if (running) {
-      this.counters.coalesced++;
-      return running;
-    }
-    const flight = this.runRefresh(tenantId, backend, callerDeadline === undefined ? undefined : +callerDeadline).finally(() => this.flights.delete(key));
-    this.flights.set(key, flight);
-    return flight;
-  }
-
-  /**
-   * One refresh, by this replica or — when another holds the tenant's refresh — by that one: then the
-   * result is what it wrote to the shared cache. Settles every failure into the result; never rejects.
-   */
-  private async runRefresh(tenantId: string, backend: IncidentsBackendName, callerDeadline: number | undefined): Promise<RefreshResult> {
-    const deadline = Math.min(callerDeadline ?? Number.POSITIVE_INFINITY, Date.now() + this.refreshTimeoutMs);
-    for (;;) {
-      const attempt = await this.coordinator
-        .exclusive(`${tenantId}|${backend}`, this.refreshTimeoutMs, deadline, () => this.fetchAndStore(tenantId, backend, deadline))
-        .catch((error: unknown) => {
-          // The coordinator (Redis) is down: refresh anyway rather than fail the tenant.
-          this.logger?.warn({ err: error, tenantId }, "refresh coordination failed; refreshing without it");
-          return undefined;
-        });
-      if (attempt === undefined) return this.fetchAndStore(tenantId, backend, deadline);
-      if (attempt.ran) return attempt.value;
-      const latest = await this.readCache(tenantId);
-      if (latest && latest.backend === backend && this.isFresh(latest)) {
-        this.counters.coalesced++;
-        return { ok: true, entry: latest, fromCache: true };
-      }
-      // The other replica's refresh failed (or is still running at our deadline): try ourselves, in time.
-      if (Date.now() >= deadline) return { ok: false, error: deadlineExceeded() };
-    }
-  }
-
-  /**
-   * One refresh of a tenant: at most `maxPagesPerRefresh` pages, every page read kept.
-   *
-   * - No complete list yet (first load, or one under way): the sweep goes on from its `resumeFrom`.
-   * - Otherwise a delta from the watermark; then, when it completed and a full list is due or under way
-   *   (the periodic one, so incidents gone upstream leave the cache), the sweep with the pages left.
-   *
-   * A list that stops early (pages used up, or a transient failure after some pages) keeps what it read
-   * and where it got: the next refresh goes on from there, so a large tenant's first load finishes across
-   * several queries and never starts over. The answer then carries the stop as its error (INCOMPLETE, or
-   * the failure). A lasting failure, even after some pages, drops the tenant's cache as before.
-   */
-  private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number): Promise<RefreshResult> {
-    const startedAt = this.now();
-    const generation = this.failureGenerations.get(tenantId) ?? 0;
-    // No caller's signal: a caller leaving must not cancel what the others wait for.
-    const signal = AbortSignal.timeout(this.refreshTimeoutMs);
-    let mode: "full" | "delta" = "full";
-    const client = this.client(backend);
-    const list = async (from: Date | null, maxPages: number): Promise<ListResult> => {
-      const updatedSince = from === null ? undefined : new Date(from.getTime() - this.overlapMs);
-      const listed = await client.listIncidents(tenantId, { ...(updatedSince ? { updatedSince } : {}), maxPages, signal, deadline });
-      this.counters.upstreamCalls += listed.calls;
-      if (!listed.complete) this.counters.partialLists++;
-      // A lasting failure after some pages ends the refresh like one on the first page.
-      if (listed.stoppedBy !== undefined && !isTransientCode(this.stopError(tenantId, backend, signal, listed.stoppedBy).code)) throw listed.stoppedBy;
-      return listed;
-    };
-    try {
-      // Another refresh may have finished between the caller's cache read and this one starting.
-      const current = await this.readCache(tenantId);
-      const base = current && current.backend === backend ? current : undefined;
-      if (base && this.isFresh(base)) {
-        this.counters.cacheHits++;
-        return { ok: true, entry: base, fromCache: true };
-      }
-      mode = base && isComplete(base) ? "delta" : "full";
-      this.counters.refreshes++;
-      this.counters[mode === "full" ? "fullRefreshes" : "deltaRefreshes"]++;
-
-      let delta: ListResult | undefined;
-      let swept: ListResult | undefined;
-      let sweep: TenantSweep | undefined;
-      if (mode === "full") {
-        sweep = base?.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null };
-        swept = await list(sweep.resumeFrom, this.maxPagesPerRefresh);
-      } else {
-        delta = await list(base!.watermark, this.maxPagesPerRefresh);
-        const due = base!.sweep !== undefined || startedAt - base!.fullFetchedAt!.getTime() >= this.fullRefreshMs;
-        const left = this.maxPagesPerRefresh - delta.calls;
-        if (delta.complete && due && left > 0) {
-          sweep = base!.sweep ?? { startedAt: new Date(startedAt), resumeFrom: null, listedIds: [] };
-          // The delta is in; a failure of the periodic sweep only delays it (logged, pages kept).
-          swept = await list(sweep.resumeFrom, left).catch((error: unknown) => {
-            this.logger?.warn({ tenantId, backend, code: this.stopError(tenantId, backend, signal, error).code }, "periodic full list of the tenant stopped; it goes on at the next refresh");
-            return undefined;
-          });
-        }
-      }
-
-      const entry = await this.withLock(tenantId, async () => {
-        // Re-read: an update may have put a newer incident in meanwhile.
-        const latest = await this.readCache(tenantId);
-        let next = latest && latest.backend === backend ? latest : base;
-        if (delta) next = applyDelta(next!, delta, startedAt);
-        if (swept && sweep) next = applySweep(next, backend, sweep, swept, startedAt);
-        await this.writeCache(tenantId, next!);
-        return next!;
-      });
-      this.logger?.debug(
-        {
-          tenantId,
-          backend,
-          mode,
-          calls: (delta?.calls ?? 0) + (swept?.calls ?? 0),
-          received: (delta?.incidents.length ?? 0) + (swept?.incidents.length ?? 0),
-          held: entry.incidents.length,
-          complete: isComplete(entry),
-          sweeping: entry.sweep !== undefined,
-        },
-        "tenant incidents refreshed",
-      );
-      this.failures.delete(`${tenantId}|${backend}`);
-      // What the caller is told: the data is current unless the delta (or a first load) stopped early.
-      const stopped = mode === "delta" ? delta! : swept!;
-      if (stopped.complete) return { ok: true, entry, fromCache: false };
-      const error = stopped.stoppedBy === undefined ? incomplete(entry.incidents.length) : this.stopError(tenantId, backend, signal, stopped.stoppedBy);
-      if (stopped.stoppedBy !== undefined) this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
-      return { ok: true, entry, fromCache: false, stopped: error };
-    } catch (caught) {
-      this.counters.refreshFailures++;
-      const error = this.stopError(tenantId, backend, signal, caught);
-      this.logFailure(tenantId, backend, mode, caught, error);
-      if (!isTransientCode(error.code)) {
-        await this.withLock(tenantId, () => this.deleteCache(tenantId));
-      }
-      this.remember(tenantId, backend, error, caught, generation);
-      return { ok: false, error };
-    }
-  }
-
-  /** The public error of what stopped a refresh: the refresh's own time limit, or what was thrown. */
   private stopError(tenantId: string, backend: IncidentsBackendName, signal: AbortSignal, caught: unknown): TenantError {
     return signal.aborted && isAbort(caught)
-      ? toTenantError(new UpstreamError("UPSTREAM_TIMEOUT", `the refresh did not finish within ${Math.round(this.refreshTimeoutMs / 1000)} s`, { tenantId, backend }))
+      ? toTenantError(new UpstreamError("UPSTREAM_TIMEOUT", `the sync did not finish within ${Math.round(this.refreshTimeoutMs / 1000)} s`, { tenantId, backend }))
       : toTenantError(caught, { tenantId, logger: this.logger });
   }
 
-  /** Settles with the refresh, or with DEADLINE when the caller's signal or deadline comes first. */
-  private wait(refresh: Promise<RefreshResult>, options: LoadOptions): Promise<RefreshResult> {
-    const { signal } = options;
-    const deadline = options.deadline === undefined ? undefined : +options.deadline;
-    if (!signal && deadline === undefined) return refresh;
-    if (signal?.aborted) return Promise.resolve(DEADLINE);
-    return new Promise<RefreshResult>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      let unsubscribe: (() => void) | undefined;
-      const finish = (result: RefreshResult) => {
-        if (timer) clearTimeout(timer);
-        unsubscribe?.();
-        resolve(result);
-      };
-      if (signal) unsubscribe = onAbort(signal, () => finish(DEADLINE));
-      if (deadline !== undefined) timer = setTimeout(() => finish(DEADLINE), Math.max(0, deadline - Date.now()));
-      void refresh.then(finish);
-    });
-  }
-
-  private failed(tenantId: string, error: TenantError, stale: TenantIncidentsEntry | undefined, durationMs: number): TenantIncidents {
-    if (stale && isTransientCode(error.code) && this.now() - stale.fetchedAt.getTime() <= this.maxStaleMs) {
-      this.counters.staleServed++;
-      return {
-        tenantId,
-        incidents: stale.incidents,
-        outcome: { tenantId, ok: false, fromCache: true, fetchedAt: stale.fetchedAt, durationMs, complete: isComplete(stale), error },
-      };
-    }
-    return { tenantId, incidents: [], outcome: { tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs, complete: false, error } };
-  }
-
-  /** Puts one incident into the tenant's cached incidents, unless the cached copy is newer. */
-  private async upsert(tenantId: string, backend: IncidentsBackendName, incident: Incident): Promise<void> {
-    await this.withLock(tenantId, async () => {
-      const entry = await this.readCache(tenantId);
-      if (!entry || entry.backend !== backend) return;
-      const cached = indexOf(entry.incidents).get(incident.incidentId);
-      if (cached && cached.lastUpdateTime.getTime() > incident.lastUpdateTime.getTime()) return;
-      const incidents = cached ? entry.incidents.map((i) => (i === cached ? incident : i)) : [...entry.incidents, incident];
-      await this.writeCache(tenantId, { ...entry, incidents: Object.freeze(incidents) });
-    });
-  }
-
-  /**
-   * Puts incidents read with their alerts back into the tenant's cached incidents, in one write: each
-   * replaces the cached version unless that is newer. Incidents the cache no longer holds are not added
-   * (the next list decides what the tenant has).
-   */
-  private async putRead(tenantId: string, backend: IncidentsBackendName, read: readonly Incident[]): Promise<void> {
-    await this.withLock(tenantId, async () => {
-      const entry = await this.readCache(tenantId);
-      if (!entry || entry.backend !== backend) return;
-      const held = indexOf(entry.incidents);
-      const replace = new Map<string, Incident>();
-      for (const incident of read) {
-        const cached = held.get(incident.incidentId);
-        if (cached && cached.lastUpdateTime.getTime() <= incident.lastUpdateTime.getTime()) replace.set(incident.incidentId, incident);
-      }
-      if (replace.size === 0) return;
-      await this.writeCache(tenantId, { ...entry, incidents: Object.freeze(entry.incidents.map((i) => replace.get(i.incidentId) ?? i)) });
-    });
-  }
-
-  /** Runs `fn` after every earlier read-modify-write of the tenant's cache entry has finished. */
-  private async withLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(tenantId) ?? Promise.resolve();
-    const run = previous.then(fn);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(tenantId, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(tenantId) === tail) this.locks.delete(tenantId);
-    }
-  }
-
-  /** A cache that cannot be read is treated as empty: the tenant is listed in full. */
-  private async readCache(tenantId: string): Promise<TenantIncidentsEntry | undefined> {
-    try {
-      return await this.cache.get(tenantId);
-    } catch (error) {
-      this.logger?.warn({ err: error, tenantId }, "incident cache read failed; treating the tenant as uncached");
-      return undefined;
-    }
-  }
-
-  /** A cache that cannot be written costs the next load a refresh; the data at hand is still returned. */
-  private async writeCache(tenantId: string, entry: TenantIncidentsEntry): Promise<void> {
-    try {
-      await this.cache.set(tenantId, entry);
-    } catch (error) {
-      this.logger?.warn({ err: error, tenantId }, "incident cache write failed");
-    }
-  }
-
-  private async deleteCache(tenantId: string): Promise<void> {
-    try {
-      await this.cache.delete(tenantId);
-    } catch (error) {
-      this.logger?.warn({ err: error, tenantId }, "incident cache delete failed");
-    }
-  }
-
-  /**
-   * Backend trouble is a warning; a tenant's own state (consent, roles) is information, as the token
-   * provider already logged token failures; Crosswatch's own errors were logged by `toTenantError`.
-   */
   private logFailure(tenantId: string, backend: IncidentsBackendName, mode: string, caught: unknown, error: TenantError): void {
     if (error.code === "INTERNAL" && !(caught instanceof TokenAcquisitionError)) return;
     const fields = {
@@ -725,8 +720,8 @@ export class IncidentService {
       retryAfterSeconds: error.retryAfterSeconds,
       ...(caught instanceof UpstreamError ? { httpStatus: caught.details.status, upstreamRequestId: caught.details.upstreamRequestId } : {}),
     };
-    if (isTransientCode(error.code)) this.logger?.warn(fields, "tenant incidents refresh failed");
-    else this.logger?.info(fields, "tenant incidents refresh failed");
+    if (isTransientCode(error.code)) this.logger?.warn(fields, "tenant incidents sync failed");
+    else this.logger?.info(fields, "tenant incidents sync failed");
   }
 }
 
@@ -741,22 +736,54 @@ function normaliseTenantId(tenantId: string): string {
   return tenantId.trim().toLowerCase();
 }
 
-function succeeded(tenantId: string, entry: TenantIncidentsEntry, fromCache: boolean, durationMs: number, stopped?: TenantError): TenantIncidents {
-  const complete = isComplete(entry);
-  const error = stopped ?? (complete ? undefined : incomplete(entry.incidents.length));
+/** Whether the mirror holds anything of the tenant to serve: a completed list, or a first page at least. */
+function hasData(state: SyncState | undefined): boolean {
+  return state !== undefined && (state.fetchedAt !== null || (state.sweep !== null && state.sweep.pages > 0));
+}
+
+function emptyState(tenantId: string, backend: IncidentsBackendName): SyncState {
   return {
     tenantId,
-    incidents: entry.incidents,
-    outcome: { tenantId, ok: error === undefined, fromCache, fetchedAt: entry.fetchedAt, durationMs, complete, ...(error ? { error } : {}) },
+    backend,
+    watermark: null,
+    fetchedAt: null,
+    fullFetchedAt: null,
+    sweep: null,
+    pagesRead: 0,
+    incidentCount: 0,
+    lastAttemptAt: null,
+    lastError: null,
+    errorAt: null,
+    quietPolls: 0,
+    leaseOwner: null,
+    leaseUntil: null,
   };
 }
 
-/** Whether the entry holds all of the tenant's incidents: a full list has completed (no first load under way). */
-function isComplete(entry: TenantIncidentsEntry): boolean {
-  return entry.fullFetchedAt !== undefined;
+/** The state patch of a successful sync: error cleared, quiet polls counted (reset when anything changed). */
+function success(startedAt: number, changed: number, state: SyncState): SyncStatePatch {
+  return { lastError: null, errorAt: null, lastAttemptAt: new Date(startedAt), quietPolls: changed > 0 ? 0 : state.quietPolls + 1 };
 }
 
-/** A settled failure as the Error a DataLoader key rejects with. */
+function failedLoad(tenantId: string, error: TenantError, durationMs: number): TenantLoad {
+  return {
+    tenantId,
+    usable: false,
+    outcome: { tenantId, ok: false, fromCache: false, fetchedAt: null, durationMs, complete: false, error, syncState: "FAILING", incidentsMirrored: 0 },
+  };
+}
+
+function later(a: Date | null, b: Date | null): Date | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.getTime() >= b.getTime() ? a : b;
+}
+
+function rethrowable(remembered: RememberedFailure): unknown {
+  const { thrown } = remembered;
+  return thrown instanceof TokenAcquisitionError ? thrown.rememberedFor(remembered.error.retryAfterSeconds ?? 1) : thrown;
+}
+
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error("loading the incident's alerts failed", { cause: error });
 }
@@ -769,10 +796,36 @@ function isAbort(error: unknown): boolean {
   return (error instanceof Error || error instanceof DOMException) && (error.name === "AbortError" || error.name === "TimeoutError");
 }
 
-/**
- * The client options of a single-tenant call: the caller's signal, ended early by the deadline, and the
- * deadline itself (so the client can tell whether a back-off still fits).
- */
+/** Resolves after `ms` (at once when not positive). */
+function delay(ms: number): Promise<void> {
+  return ms > 0 ? sleep(ms) : Promise.resolve();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Settles with the promise, or "deadline" when the caller's signal or deadline comes first. */
+function raceDeadline<T>(promise: Promise<T>, options: LoadOptions): Promise<T | "deadline"> {
+  const { signal } = options;
+  const deadline = options.deadline === undefined ? undefined : +options.deadline;
+  if (!signal && deadline === undefined) return promise;
+  if (signal?.aborted) return Promise.resolve("deadline");
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    let unsubscribe: (() => void) | undefined;
+    const finish = (result: T | "deadline") => {
+      if (timer) clearTimeout(timer);
+      unsubscribe?.();
+      resolve(result);
+    };
+    if (signal) unsubscribe = onAbort(signal, () => finish("deadline"));
+    if (deadline !== undefined) timer = setTimeout(() => finish("deadline"), Math.max(0, deadline - Date.now()));
+    void promise.then(finish, () => finish("deadline"));
+  });
+}
+
+/** The client options of a single-tenant call: the caller's signal, ended early by the deadline, and the deadline. */
 function callOptions(options: LoadOptions): CallOptions {
   const signals: AbortSignal[] = [];
   if (options.signal) signals.push(options.signal);
@@ -788,7 +841,6 @@ function callOptions(options: LoadOptions): CallOptions {
  */
 const abortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
 
-/** Calls `callback` when `signal` aborts; returns the unsubscribe. */
 function onAbort(signal: AbortSignal, callback: () => void): () => void {
   let callbacks = abortCallbacks.get(signal);
   if (!callbacks) {
@@ -806,108 +858,4 @@ function onAbort(signal: AbortSignal, callback: () => void): () => void {
   }
   callbacks.add(callback);
   return () => callbacks.delete(callback);
-}
-
-const indexes = new WeakMap<readonly Incident[], Map<string, Incident>>();
-
-/** Incidents by id, memoised per (immutable) array. */
-function indexOf(incidents: readonly Incident[]): Map<string, Incident> {
-  let index = indexes.get(incidents);
-  if (!index) {
-    index = new Map(incidents.map((i) => [i.incidentId, i]));
-    indexes.set(incidents, index);
-  }
-  return index;
-}
-
-function maxUpdate(incidents: readonly Incident[], start: number | null): number | null {
-  let max = start;
-  for (const incident of incidents) {
-    const t = incident.lastUpdateTime.getTime();
-    if (!Number.isNaN(t) && (max === null || t > max)) max = t;
-  }
-  return max;
-}
-
-/** Whether `candidate` should replace `held`: it is strictly newer. */
-function newer(candidate: Incident, held: Incident | undefined): boolean {
-  return !held || candidate.lastUpdateTime.getTime() > held.lastUpdateTime.getTime();
-}
-
-/** `listed` merged by id into `held` (a strictly newer version wins); the old array when nothing is newer. */
-function mergeIncidents(held: readonly Incident[], listed: readonly Incident[]): readonly Incident[] {
-  const next = new Map(indexOf(held));
-  let changed = false;
-  for (const incident of listed) {
-    if (newer(incident, next.get(incident.incidentId))) {
-      next.set(incident.incidentId, incident);
-      changed = true;
-    }
-  }
-  return changed ? Object.freeze([...next.values()]) : held;
-}
-
-function later(a: Date | null, b: Date | null): Date | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return a.getTime() >= b.getTime() ? a : b;
-}
-
-/**
- * The entry after a delta: the listed incidents merged in. Complete: the watermark moves to the newest
- * listed and the entry is fetched now. Stopped early: the watermark moves only to where the list got
- * (`resumeFrom`: everything before it was listed), and `fetchedAt` stays, so the next refresh goes on.
- */
-function applyDelta(into: TenantIncidentsEntry, listed: ListResult, startedAt: number): TenantIncidentsEntry {
-  const newest = maxUpdate(listed.incidents, null);
-  return {
-    ...into,
-    incidents: mergeIncidents(into.incidents, listed.incidents),
-    watermark: later(into.watermark, listed.complete ? (newest === null ? null : new Date(newest)) : listed.resumeFrom),
-    fetchedAt: listed.complete ? new Date(startedAt) : into.fetchedAt,
-  };
-}
-
-/**
- * The entry after a sweep's share of pages. The listed incidents are merged in (an incident the cache
- * holds in a newer version, an update written during the list, keeps that version).
- * - Stopped early: the sweep remembers where it got (and, periodic, which ids it listed).
- * - Complete, first load: the entry is complete, fetched now.
- * - Complete, periodic: held incidents the sweep did not list are gone upstream and leave the cache;
- *   `fetchedAt` is the delta's (run just before).
- */
-function applySweep(
-  into: TenantIncidentsEntry | undefined,
-  backend: IncidentsBackendName,
-  sweep: TenantSweep,
-  listed: ListResult,
-  startedAt: number,
-): TenantIncidentsEntry {
-  const periodic = into !== undefined && isComplete(into);
-  let incidents = mergeIncidents(into?.incidents ?? [], listed.incidents);
-  const newest = maxUpdate(listed.incidents, null);
-  const watermark = later(into?.watermark ?? null, newest === null ? null : new Date(newest));
-  if (!listed.complete) {
-    const next: TenantSweep = { startedAt: sweep.startedAt, resumeFrom: later(sweep.resumeFrom, listed.resumeFrom) };
-    if (periodic) next.listedIds = [...new Set([...(sweep.listedIds ?? []), ...listed.incidents.map((i) => i.incidentId)])];
-    return {
-      backend,
-      incidents,
-      watermark,
-      fetchedAt: periodic ? into.fetchedAt : (into?.fetchedAt ?? sweep.startedAt),
-      ...(periodic ? { fullFetchedAt: into.fullFetchedAt! } : {}),
-      sweep: next,
-    };
-  }
-  if (periodic) {
-    const kept = new Set([...(sweep.listedIds ?? []), ...listed.incidents.map((i) => i.incidentId)]);
-    if (incidents.some((i) => !kept.has(i.incidentId))) incidents = Object.freeze(incidents.filter((i) => kept.has(i.incidentId)));
-  }
-  return {
-    backend,
-    incidents,
-    watermark,
-    fetchedAt: periodic ? into.fetchedAt : new Date(startedAt),
-    fullFetchedAt: sweep.startedAt,
-  };
 }

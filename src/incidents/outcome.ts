@@ -43,6 +43,10 @@ export interface TenantOutcome {
    */
   complete: boolean;
   error?: TenantError;
+  /** Where the tenant's sync stands (the mirror's state); absent for a tenant never looked at (TENANT_FORBIDDEN). */
+  syncState?: "FRESH" | "STALE" | "SYNCING" | "FAILING" | "NEVER_SYNCED";
+  /** Incidents the mirror holds for the tenant. */
+  incidentsMirrored?: number;
 }
 
 /**

@@ -3,7 +3,7 @@ import { permits, permitsEverywhere, type Caller } from "../auth/caller.js";
 import { diagnoseToken, type AccessVerdict, type TokenDiagnosis } from "../auth/token-diagnostics.js";
 import type { TokenProvider, TokenResource } from "../auth/token-provider.js";
 import type { IncidentAlert, IncidentsBackendName } from "../defender/incident.js";
-import type { IncidentService, TenantIncidents } from "../incidents/incident-service.js";
+import type { IncidentService, TenantLoad } from "../incidents/incident-service.js";
 import { tenantForbidden } from "../incidents/outcome.js";
 import type { TenantRecord, TenantStore } from "../store/tenant-store.js";
 import type { TenantOutcomeRecorder } from "./outcome-recorder.js";
@@ -16,6 +16,12 @@ export interface LoaderServices {
   /** Remembers registered tenants' outcomes (and consent drift) in the registry; process-wide, throttled. */
   outcomes?: TenantOutcomeRecorder;
 }
+
+/**
+ * A tenant's incidents load: `${tenantId}|${backend}`, or `${tenantId}|${backend}|${maxAgeMs}` when the
+ * query asks for data no older than that.
+ */
+export type IncidentsKey = `${string}|${TokenResource}` | `${string}|${TokenResource}|${number}`;
 
 /** An incident whose alerts a query selects while they are not loaded (`Incident.alerts`). */
 export interface AlertsKey {
@@ -38,7 +44,7 @@ export type DiagnosisResult = TokenDiagnosis | { tenantId: string; backend: Toke
 export function createLoaders(
   services: LoaderServices,
   caller: Caller,
-  options: { signal?: AbortSignal; deadline?: number; onTenantLoads?: (results: readonly TenantIncidents[]) => void } = {},
+  options: { signal?: AbortSignal; deadline?: number; onTenantLoads?: (results: readonly TenantLoad[]) => void } = {},
 ) {
   /** Tenants whose incidents or token this request asked for (the operation log's tenant count). */
   const tenantsTouched = new Set<string>();
@@ -106,10 +112,10 @@ export function createLoaders(
      * one operation share one load (and so at most one upstream refresh) per tenant. A tenant outside the
      * caller's scope (or unregistered) gets a TENANT_FORBIDDEN outcome and no upstream call.
      */
-    incidents: new DataLoader<`${string}|${TokenResource}`, TenantIncidents>(async (keys) => {
+    incidents: new DataLoader<IncidentsKey, TenantLoad>(async (keys) => {
       const parsed = keys.map((key) => {
-        const [tenantId, backend] = key.split("|") as [string, TokenResource];
-        return { tenantId, backend };
+        const [tenantId, backend, maxAge] = key.split("|") as [string, TokenResource, string | undefined];
+        return { tenantId, backend, maxAgeMs: maxAge ? Number(maxAge) : undefined };
       });
       const visible = await Promise.all(
         parsed.map(async ({ tenantId }) => {
@@ -119,7 +125,18 @@ export function createLoaders(
       );
       const allowed = parsed.filter((_, i) => visible[i]);
       for (const { tenantId } of allowed) tenantsTouched.add(tenantId);
-      const loaded = allowed.length > 0 ? await services.incidents.loadTenants(allowed, options) : [];
+      const loaded = await Promise.all(
+        allowed.map(({ tenantId, backend, maxAgeMs }) =>
+          services.incidents.loadTenant(
+            { tenantId, backend },
+            {
+              ...(options.signal ? { signal: options.signal } : {}),
+              ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+              ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+            },
+          ),
+        ),
+      );
       options.onTenantLoads?.(loaded);
       if (services.outcomes) {
         const loadedRecords = await records.loadMany(loaded.map((l) => l.tenantId));
@@ -132,12 +149,12 @@ export function createLoaders(
         });
       }
       let next = 0;
-      return parsed.map(({ tenantId }, i): TenantIncidents => {
+      return parsed.map(({ tenantId }, i): TenantLoad => {
         if (visible[i]) return loaded[next++]!;
         const id = tenantId.toLowerCase();
         return {
           tenantId: id,
-          incidents: [],
+          usable: false,
           outcome: { tenantId: id, ok: false, fromCache: false, fetchedAt: null, durationMs: 0, complete: false, error: tenantForbidden(id) },
         };
       });

@@ -1,3 +1,4 @@
+import type { IncidentService } from "../incidents/incident-service.js";
 import type { IncidentsBackend } from "../config.js";
 import { toPublicError } from "../errors.js";
 import { requireEverywhere, tenantForbiddenError } from "./access.js";
@@ -10,6 +11,7 @@ import { toTenant } from "./tenants.resolver.js";
 
 export interface EntityReferenceDeps {
   defaultBackend: IncidentsBackend;
+  incidents: IncidentService;
 }
 
 /** The key fields a router sends for each entity (`@key` on the schema classes). */
@@ -66,7 +68,8 @@ export async function resolveIncidentReference(
   const record = await ctx.loaders.tenant.load(normalised).catch(toPublicError);
   if (!record) throw tenantForbiddenError(normalised);
   const loaded = await ctx.loaders.incidents.load(`${record.id}|${record.backend ?? deps.defaultBackend}`);
-  const found = loaded.incidents.find((i) => i.incidentId === incidentId);
+  if (!loaded.usable) return null;
+  const found = await deps.incidents.mirror.get(record.id, incidentId.trim());
   return found ? toIncidentType(found) : null;
 }
 

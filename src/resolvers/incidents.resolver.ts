@@ -4,13 +4,12 @@ import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } fr
 import { readableScope } from "../auth/caller.js";
 import type { ConsentLinks } from "../auth/consent.js";
 import type { IncidentsBackend } from "../config.js";
-import type { Incident as DomainIncident, IncidentAlert as DomainAlert, IncidentPatch } from "../defender/incident.js";
+import { INCIDENT_STATUSES, SEVERITIES, type Incident as DomainIncident, type IncidentAlert as DomainAlert, type IncidentPatch } from "../defender/incident.js";
 import { backendUpdateProblem, updateProblem } from "../defender/update-rules.js";
 import { badInput, ErrorCode, toPublicError } from "../errors.js";
-import { pageIncidents, parseIncidentQuery, QueryInputError, type ParsedIncidentQuery } from "../incidents/incident-query.js";
+import { parseIncidentQuery, QueryInputError, type ParsedIncidentQuery } from "../incidents/incident-query.js";
 import type { IncidentService, IncidentTarget } from "../incidents/incident-service.js";
 import { tenantForbidden, toTenantError, type TenantError as DomainTenantError, type TenantOutcome as DomainOutcome } from "../incidents/outcome.js";
-import { summarizeIncidents } from "../incidents/summary.js";
 import { ConsentFlowKind } from "../schema/consent.type.js";
 import {
   Incident,
@@ -18,6 +17,7 @@ import {
   IncidentConnection,
   IncidentPageArgs,
   IncidentSummary,
+  SyncStateEnum,
   TenantOutcome,
   UpdateIncidentInput,
 } from "../schema/incident.type.js";
@@ -25,7 +25,7 @@ import { IncidentsBackendKind } from "../schema/server-info.type.js";
 import { Tenant } from "../schema/tenant.type.js";
 import { TenantError, TenantErrorCode } from "../schema/token.type.js";
 import { normaliseTenantId, type TenantRecord, type TenantStore } from "../store/tenant-store.js";
-import { TenantForbiddenError } from "../loaders/loaders.js";
+import { TenantForbiddenError, type IncidentsKey } from "../loaders/loaders.js";
 import { audited, requirePermission, tenantForbiddenError, visibleTenant } from "./access.js";
 import { checkLength, checkLengths, MAX_FILTER_TAGS, STRING_LIMITS } from "./arguments.js";
 import type { GraphQLContext } from "./context.js";
@@ -67,8 +67,9 @@ export class IncidentsResolver {
   ): Promise<IncidentConnection> {
     const selection = parseTenantSelection(tenantIds, tenantTags);
     const query = parseIncidentPage(page, `incidents:${selection.scope}`);
+    const maxAge = parseMaxAge(page.maxAgeSeconds);
     const { records, refused } = await this.selectTenants(selection, ctx);
-    return this.connection(records, query, ctx, refused);
+    return this.connection(records, query, ctx, refused, maxAge);
   }
 
   @Query(() => Incident, { nullable: true, description: "One incident; null when the tenant has no such incident." })
@@ -158,18 +159,25 @@ export class IncidentsResolver {
     }
   }
 
-  /** The page of a parsed query over a set of tenants (shared with `Tenant.incidents`). */
+  /**
+   * The page of a parsed query over a set of tenants (shared with `Tenant.incidents`): each tenant's state
+   * through the request's loader (waiting only for tenants never synced, or older than `maxAgeSeconds`),
+   * then one indexed query over the mirror for the tenants whose incidents may be shown.
+   */
   async connection(
     records: TenantRecord[],
     query: ParsedIncidentQuery,
     ctx: GraphQLContext,
     refused: readonly string[] = [],
+    maxAge?: number,
   ): Promise<IncidentConnection> {
-    const loaded = await Promise.all(records.map((r) => ctx.loaders.incidents.load(this.key(r))));
-    const page = pageIncidents(
-      loaded.map((l) => ({ tenantId: l.tenantId, incidents: l.incidents })),
-      query,
-    );
+    const loaded = await Promise.all(records.map((r) => ctx.loaders.incidents.load(this.key(r, maxAge))));
+    const page = await this.deps.service
+      .page(
+        loaded.filter((l) => l.usable).map((l) => l.tenantId),
+        query,
+      )
+      .catch(toPublicError);
     return {
       edges: page.edges.map((e) => ({ cursor: e.cursor, node: toIncidentType(e.incident) })),
       pageInfo: {
@@ -190,20 +198,21 @@ export class IncidentsResolver {
     };
   }
 
-  /** The summary of one tenant (shared with `Tenant.incidentSummary`). */
+  /** The summary of one tenant (shared with `Tenant.incidentSummary`): counted in the mirror. */
   async summary(record: TenantRecord, ctx: GraphQLContext): Promise<IncidentSummary> {
     const loaded = await ctx.loaders.incidents.load(this.key(record));
-    const counts = summarizeIncidents(loaded.incidents);
+    const counts = loaded.usable ? await this.deps.service.counts([loaded.tenantId]).catch(toPublicError) : { total: 0, bySeverity: {}, byStatus: {} };
     return {
       total: counts.total,
-      bySeverity: Object.entries(counts.bySeverity).map(([severity, count]) => ({ severity, count })) as IncidentSummary["bySeverity"],
-      byStatus: Object.entries(counts.byStatus).map(([status, count]) => ({ status, count })) as IncidentSummary["byStatus"],
+      bySeverity: SEVERITIES.map((severity) => ({ severity, count: counts.bySeverity[severity] ?? 0 })) as IncidentSummary["bySeverity"],
+      byStatus: INCIDENT_STATUSES.map((status) => ({ status, count: counts.byStatus[status] ?? 0 })) as IncidentSummary["byStatus"],
       outcome: await this.outcome(loaded.outcome),
     };
   }
 
-  key(record: TenantRecord): `${string}|${IncidentsBackend}` {
-    return `${record.id}|${this.target(record).backend}`;
+  key(record: TenantRecord, maxAgeMs?: number): IncidentsKey {
+    const base = `${record.id}|${this.target(record).backend}` as const;
+    return maxAgeMs === undefined ? base : `${base}|${maxAgeMs}`;
   }
 
   private target(record: TenantRecord): IncidentTarget {
@@ -258,6 +267,8 @@ export class IncidentsResolver {
       durationMs: Math.round(outcome.durationMs),
       complete: outcome.complete,
       error: outcome.error ? await this.publicTenantError(outcome.tenantId, outcome.error) : null,
+      syncState: outcome.syncState ? SyncStateEnum[outcome.syncState] : null,
+      incidentsMirrored: outcome.incidentsMirrored ?? null,
     };
   }
 
@@ -305,7 +316,8 @@ export class TenantIncidentsResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<IncidentConnection> {
     const query = parseIncidentPage(page, `Tenant.incidents:${tenant.id}`);
-    return this.incidentsResolver.connection([await this.record(tenant, ctx)], query, ctx);
+    const maxAge = parseMaxAge(page.maxAgeSeconds);
+    return this.incidentsResolver.connection([await this.record(tenant, ctx)], query, ctx, [], maxAge);
   }
 
   @FieldResolver(() => IncidentSummary, { description: "Counts of this tenant's incidents by severity and status." })
@@ -381,6 +393,18 @@ export function parseIncidentPage(args: IncidentPageArgs, scope: string): Parsed
     if (error instanceof QueryInputError) throw badInput(error.message, error.field);
     throw error;
   }
+}
+
+/** Longest `maxAgeSeconds`: a day. */
+export const MAX_AGE_SECONDS = 86_400;
+
+/** `maxAgeSeconds` in ms, checked: an integer from 0 to a day; undefined when not given. */
+export function parseMaxAge(maxAgeSeconds: number | null | undefined): number | undefined {
+  if (maxAgeSeconds === undefined || maxAgeSeconds === null) return undefined;
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0 || maxAgeSeconds > MAX_AGE_SECONDS) {
+    throw badInput(`maxAgeSeconds must be an integer from 0 to ${MAX_AGE_SECONDS}`, "maxAgeSeconds");
+  }
+  return maxAgeSeconds * 1000;
 }
 
 const INCIDENT_ID = /^[A-Za-z0-9_-]{1,64}$/;

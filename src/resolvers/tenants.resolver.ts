@@ -29,6 +29,8 @@ export interface TenantsResolverDeps {
   defaultBackend: IncidentsBackend;
   /** A tenant was registered or its backend changed: what was remembered of its failures no longer holds. */
   onTenantChanged?(tenantId: string): void;
+  /** After a tenant left the registry: its mirrored incidents go too. */
+  onTenantRemoved?(tenantId: string): Promise<void>;
 }
 
 /** The tenant registry: queries, mutations, and the consent link of one tenant. */
@@ -147,6 +149,7 @@ export class TenantsResolver {
       const record = await visibleTenant(ctx, tenantId);
       requirePermission(ctx, record, "manage");
       await this.deps.tenants.remove(record.id).catch(toPublicError);
+      await this.deps.onTenantRemoved?.(record.id);
       return true;
     });
   }

@@ -58,6 +58,18 @@ export enum OrderDirection {
 }
 registerEnumType(OrderDirection, { name: "OrderDirection" });
 
+export enum SyncStateEnum {
+  FRESH = "FRESH",
+  STALE = "STALE",
+  SYNCING = "SYNCING",
+  FAILING = "FAILING",
+  NEVER_SYNCED = "NEVER_SYNCED",
+}
+registerEnumType(SyncStateEnum, {
+  name: "SyncState",
+  description: "A tenant's mirror: FRESH (synced within INCIDENT_FRESHNESS_SECONDS), STALE (older; a sync is queued), SYNCING (first load under way), FAILING (the last sync failed: see error), NEVER_SYNCED.",
+});
+
 @ObjectType()
 export class IncidentComment {
   @Field(() => String)
@@ -274,6 +286,15 @@ export class TenantOutcome {
 
   @Field(() => TenantError, { nullable: true })
   error!: TenantError | null;
+
+  @Field(() => SyncStateEnum, {
+    nullable: true,
+    description: "Where the tenant's background sync stands; null for a tenant not looked at (TENANT_FORBIDDEN).",
+  })
+  syncState!: SyncStateEnum | null;
+
+  @Field(() => Int, { nullable: true, description: "Incidents Crosswatch's mirror holds for the tenant (within INCIDENT_WINDOW_DAYS)." })
+  incidentsMirrored!: number | null;
 }
 
 @ObjectType()
@@ -413,4 +434,11 @@ export class IncidentPageArgs {
     description: "endCursor of the previous page of the same query (same field, tenants, filter and orderBy).",
   })
   after?: string;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      "The oldest data you accept, in seconds: tenants synced longer ago are synced first (front of the queue) and waited for, up to the operation's deadline. Omitted: the mirror as it is, with no wait (a tenant never synced is still waited for until its first page is in). 0 to 86400.",
+  })
+  maxAgeSeconds?: number | null;
 }

@@ -15,8 +15,6 @@ import {
   type RateLimits,
   type RatePermit,
 } from "../defender/rate-budget.js";
-import { decodeCacheEntry, encodeCacheEntry, type IncidentCache, type TenantIncidentsEntry } from "../incidents/incident-cache.js";
-import type { RefreshCoordinator } from "../incidents/incident-service.js";
 
 /**
  * State that several replicas share through Redis, because Microsoft counts per app and tenant, not per
@@ -79,12 +77,6 @@ for q = 1, #KEYS / 2 do
   redis.call('ZADD', set, now, ARGV[1])
   if longest[q] > 0 then redis.call('PEXPIRE', set, longest[q]) end
 end
-return 0
-`;
-
-/** Deletes a lock only when it is still ours (it may have expired and been taken by another replica). */
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
 
@@ -185,82 +177,5 @@ export class RedisRateBudget implements RateBudget {
 
   private key(kind: string, tenantId: string, bucket: string): string {
     return `${this.prefix}:${kind}:{${tenantId}}:${bucket}`;
-  }
-}
-
-/**
- * One replica refreshes a tenant at a time: the others wait for the lock to go (the holder has then
- * written the shared cache) and read what it fetched. The lock expires by itself if its holder dies.
- */
-export class RedisRefreshCoordinator implements RefreshCoordinator {
-  constructor(
-    private readonly redis: Redis,
-    private readonly options: { prefix?: string; pollMs?: number } = {},
-  ) {}
-
-  async exclusive<T>(key: string, ttlMs: number, deadline: number, run: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
-    const lock = `${this.options.prefix ?? "cw"}:refresh:{${key}}`;
-    const token = randomUUID();
-    const acquired = await this.redis.set(lock, token, "PX", Math.max(1_000, Math.round(ttlMs)), "NX");
-    if (acquired === "OK") {
-      try {
-        return { ran: true, value: await run() };
-      } finally {
-        await this.redis.eval(RELEASE, 1, lock, token).catch(() => undefined);
-      }
-    }
-    const pollMs = this.options.pollMs ?? 50;
-    while (Date.now() < deadline && (await this.redis.exists(lock)) === 1) {
-      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
-    }
-    return { ran: false };
-  }
-}
-
-/**
- * The incident cache in Redis, shared by every replica. Entries are large (a tenant's incidents), so each
- * has a small version key beside it and a replica keeps the last entry it decoded: a warm read costs one
- * tiny GET per tenant (pipelined) and no decoding unless another replica wrote since.
- */
-export class RedisIncidentCache implements IncidentCache {
-  private readonly decoded = new Map<string, { version: string; entry: TenantIncidentsEntry }>();
-
-  constructor(
-    private readonly redis: Redis,
-    private readonly options: { prefix?: string; ttlMs?: number } = {},
-  ) {}
-
-  async get(tenantId: string): Promise<TenantIncidentsEntry | undefined> {
-    const version = await this.redis.get(this.key(tenantId, "v"));
-    if (version === null) {
-      this.decoded.delete(tenantId);
-      return undefined;
-    }
-    const known = this.decoded.get(tenantId);
-    if (known && known.version === version) return known.entry;
-    // Both in one transaction: the version read is the version of the data read.
-    const replies = await this.redis.multi().get(this.key(tenantId, "data")).get(this.key(tenantId, "v")).exec();
-    const text = replies?.[0]?.[1] as string | null | undefined;
-    const current = replies?.[1]?.[1] as string | null | undefined;
-    if (text === null || text === undefined) return undefined;
-    const entry = decodeCacheEntry(text);
-    if (current) this.decoded.set(tenantId, { version: current, entry });
-    return entry;
-  }
-
-  async set(tenantId: string, entry: TenantIncidentsEntry): Promise<void> {
-    const version = randomUUID();
-    const ttl = this.options.ttlMs ?? 24 * 3_600_000;
-    await this.redis.multi().set(this.key(tenantId, "data"), encodeCacheEntry(entry), "PX", ttl).set(this.key(tenantId, "v"), version, "PX", ttl).exec();
-    this.decoded.set(tenantId, { version, entry });
-  }
-
-  async delete(tenantId: string): Promise<void> {
-    this.decoded.delete(tenantId);
-    await this.redis.del(this.key(tenantId, "data"), this.key(tenantId, "v"));
-  }
-
-  private key(tenantId: string, part: string): string {
-    return `${this.options.prefix ?? "cw"}:incidents:{${tenantId}}:${part}`;
   }
 }

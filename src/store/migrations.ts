@@ -111,6 +111,69 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE UNIQUE INDEX saved_hunts_name_idx ON saved_hunts (lower(name))
     `,
   },
+  {
+    version: 6,
+    name: "incident_mirror",
+    // The incident mirror (src/incidents/mirror.ts): one row per incident with the columns queries filter and
+    // sort on, the normalised incident as JSONB; each tenant's sync state (watermark, resumable sweep, last
+    // error, lease); and the change stream. Ids and tenant ids sort by code unit (COLLATE "C"), as the
+    // cursors do. Times are epoch milliseconds, so a cursor's key compares exactly.
+    sql: `
+      CREATE TABLE incidents (
+        tenant_id text COLLATE "C" NOT NULL,
+        incident_id text COLLATE "C" NOT NULL,
+        id_key text COLLATE "C" NOT NULL,
+        backend text NOT NULL,
+        created_ms bigint NOT NULL,
+        updated_ms bigint NOT NULL,
+        severity_rank smallint NOT NULL,
+        status text NOT NULL,
+        classification text NOT NULL,
+        assignee text NULL,
+        name_lc text NOT NULL,
+        id_lc text NOT NULL,
+        listed_ms bigint NOT NULL,
+        body jsonb NOT NULL,
+        PRIMARY KEY (tenant_id, incident_id)
+      );
+      CREATE INDEX incidents_updated_idx ON incidents (updated_ms DESC, tenant_id, id_key);
+      CREATE INDEX incidents_created_idx ON incidents (created_ms DESC, tenant_id, id_key);
+      CREATE INDEX incidents_severity_idx ON incidents (severity_rank DESC, updated_ms DESC, tenant_id, id_key);
+      CREATE INDEX incidents_severity_asc_idx ON incidents (severity_rank ASC, updated_ms DESC, tenant_id, id_key);
+      CREATE INDEX incidents_tenant_updated_idx ON incidents (tenant_id, updated_ms DESC, id_key);
+      CREATE TABLE incident_sync (
+        tenant_id text COLLATE "C" PRIMARY KEY,
+        backend text NOT NULL CHECK (backend IN ('graph', 'defender')),
+        watermark_ms bigint NULL,
+        fetched_at timestamptz NULL,
+        full_fetched_at timestamptz NULL,
+        sweep_started_at timestamptz NULL,
+        sweep_resume_ms bigint NULL,
+        sweep_pages integer NOT NULL DEFAULT 0,
+        pages_read bigint NOT NULL DEFAULT 0,
+        incident_count integer NOT NULL DEFAULT 0,
+        last_attempt_at timestamptz NULL,
+        last_error jsonb NULL,
+        error_at timestamptz NULL,
+        quiet_polls integer NOT NULL DEFAULT 0,
+        lease_owner text NULL,
+        lease_until timestamptz NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE incident_changes (
+        seq bigserial PRIMARY KEY,
+        tenant_id text COLLATE "C" NOT NULL,
+        incident_id text COLLATE "C" NOT NULL,
+        kind text NOT NULL CHECK (kind IN ('created', 'updated', 'removed')),
+        changed text[] NOT NULL DEFAULT '{}',
+        updated_ms bigint NULL,
+        source text NOT NULL CHECK (source IN ('sync', 'write')),
+        at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX incident_changes_tenant_idx ON incident_changes (tenant_id, seq);
+      CREATE INDEX incident_changes_at_idx ON incident_changes (at)
+    `,
+  },
 ];
 
 /** Arbitrary constant naming Crosswatch's migration lock. */

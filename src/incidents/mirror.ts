@@ -517,10 +517,10 @@ async function writeState(tx: SqlExecutor, tenantId: string, backend: IncidentsB
   if (patch.errorAt !== undefined) set("error_at", patch.errorAt);
   if (patch.quietPolls !== undefined) set("quiet_polls", patch.quietPolls);
   if (recountRows) sets.push(`incident_count = (SELECT count(*) FROM incidents WHERE tenant_id = $1)`);
-  await tx.query(
-    `INSERT INTO incident_sync (tenant_id, backend) VALUES ($1, $2) ON CONFLICT (tenant_id) DO UPDATE SET ${sets.join(", ")}`,
-    params,
-  );
+  // Row first, then the patch: an upsert's DO UPDATE does not run when the INSERT inserts, which would drop
+  // the patch (and the count) of a tenant without a state row (a first put, or right after forgetTenant).
+  await tx.query(`INSERT INTO incident_sync (tenant_id, backend) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING`, [tenantId, backend]);
+  await tx.query(`UPDATE incident_sync SET ${sets.join(", ")} WHERE tenant_id = $1`, params);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ for (const engine of storeEngines()) {
       assert.equal(kept?.displayName, "Durable");
       assert.equal(kept?.consentState, "GRANTED");
       const migrations = await store.db.query<{ version: number }>("SELECT version FROM schema_migrations");
-      assert.deepEqual(migrations.map((m) => m.version).sort(), [1, 2, 3, 4, 5]);
+      assert.deepEqual(migrations.map((m) => m.version).sort(), [1, 2, 3, 4, 5, 6]);
     });
   });
 }

@@ -182,6 +182,8 @@ export class IncidentService {
   private readonly failures = new Map<string, RememberedFailure>();
   private readonly failureGenerations = new Map<string, number>();
   private closed = false;
+  /** Aborted by `close`: running syncs stop waiting (rate slots, Retry-After) and end with what they committed. */
+  private readonly closing = new AbortController();
   private readonly counters: IncidentServiceStats = {
     loads: 0,
     cacheHits: 0,
@@ -245,7 +247,8 @@ export class IncidentService {
       const tooOld = options.maxAgeMs !== undefined && !cold && (state!.fetchedAt === null || this.now() - state!.fetchedAt.getTime() > options.maxAgeMs);
       if (!cold && !tooOld) {
         this.counters.cacheHits++;
-        if (this.phase(state!) !== "FRESH") this.onStale?.(target);
+        // Only STALE: a first load under way is the engine's anyway, and a failing tenant waits out its back-off.
+        if (this.phase(state!) === "STALE") this.onStale?.(target);
         return this.fromState(state!, { fromCache: true, durationMs: elapsed() });
       }
       if (isOver(options)) {
@@ -441,6 +444,7 @@ export class IncidentService {
   /** Stops starting syncs and waits for the running ones; then releases this replica's leases. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort(new DOMException("the server is shutting down", "AbortError"));
     await Promise.all([...this.flights.values()].map((f) => f.done.catch(() => undefined)));
     await this.mirror.releaseAll(this.owner).catch(() => undefined);
   }
@@ -497,7 +501,7 @@ export class IncidentService {
   private async fetchAndStore(tenantId: string, backend: IncidentsBackendName, deadline: number, firstPage: () => void): Promise<SyncResult> {
     const startedAt = this.now();
     const generation = this.failureGenerations.get(tenantId) ?? 0;
-    const signal = AbortSignal.timeout(this.refreshTimeoutMs);
+    const signal = AbortSignal.any([AbortSignal.timeout(this.refreshTimeoutMs), this.closing.signal]);
     const client = this.client(backend);
     let state = (await this.mirror.state(tenantId)) ?? emptyState(tenantId, backend);
     if (state.backend !== backend) {
@@ -572,8 +576,10 @@ export class IncidentService {
       return { ran: true, ok: true, changed, stopped: error };
     } catch (caught) {
       mode = mode === "first" ? "first" : "delta";
-      this.counters.refreshFailures++;
       const error = this.stopError(tenantId, backend, signal, caught);
+      // Shutting down: what was committed stays, and the next start goes on from it; nothing failed.
+      if (this.closing.signal.aborted) return { ran: true, ok: false, error };
+      this.counters.refreshFailures++;
       this.logFailure(tenantId, backend, mode, caught, error);
       if (!isTransientCode(error.code)) await this.mirror.forgetTenant(tenantId).catch(() => undefined);
       await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt), lastAttemptAt: new Date(startedAt) }).catch(() => undefined);

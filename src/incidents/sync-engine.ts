@@ -151,7 +151,9 @@ export class SyncEngine {
       const key = `${target.tenantId}|${target.backend}`;
       const state = states.get(record.id);
       const wanted = this.wanted.has(key);
-      if (!wanted && record.consentState !== "GRANTED" && !state) continue;
+      // Consented tenants, and tenants whose incidents the mirror holds; not ones that only ever failed.
+      const held = state !== undefined && (state.fetchedAt !== null || (state.sweep?.pages ?? 0) > 0);
+      if (!wanted && record.consentState !== "GRANTED" && !held) continue;
       considered++;
       if (state?.sweep && state.fullFetchedAt === null) {
         firstLoads++;

@@ -243,7 +243,9 @@ export class IncidentService {
         this.counters.failuresRemembered++;
         return failedLoad(tenantId, remembered.error, elapsed());
       }
-      const cold = !hasData(state);
+      // Never synced: nothing to serve yet, or its first sync run is still under way (no run has ended:
+      // every end, complete or not, failed or not, records `lastAttemptAt`) — that run is waited for.
+      const cold = !hasData(state) || (state!.fetchedAt === null && state!.lastAttemptAt === null);
       const tooOld = options.maxAgeMs !== undefined && !cold && (state!.fetchedAt === null || this.now() - state!.fetchedAt.getTime() > options.maxAgeMs);
       if (!cold && !tooOld) {
         this.counters.cacheHits++;
@@ -571,6 +573,8 @@ export class IncidentService {
         return { ran: true, ok: true, changed, stopped: incomplete(after?.incidentCount ?? 0) };
       }
       const error = this.stopError(tenantId, backend, signal, stopped.stoppedBy);
+      // Shutting down mid-list (as in the catch below): the pages read stay, the next start goes on; nothing failed.
+      if (this.closing.signal.aborted) return { ran: true, ok: true, changed, stopped: error };
       this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
       await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt) });
       return { ran: true, ok: true, changed, stopped: error };
@@ -623,10 +627,16 @@ export class IncidentService {
 
   /** Polls the tenant's state until another replica's sync got as far as this caller needs, or the deadline. */
   private async waitForeign(tenantId: string, options: LoadOptions, since: number, firstPageOnly: boolean): Promise<"deadline" | SyncResult> {
+    // A first load is waited for as a local one is: until its run ends, or `firstLoadWaitMs` once a page is in.
+    const firstLoadUntil = Date.now() + this.firstLoadWaitMs;
     for (;;) {
       const state = await this.mirror.state(tenantId);
       if (state) {
-        if (firstPageOnly ? hasData(state) : state.fetchedAt !== null && state.fetchedAt.getTime() >= since - this.overlapMs) return { ran: true, ok: true, changed: 0 };
+        const enough = firstPageOnly
+          ? state.fetchedAt !== null || (hasData(state) && Date.now() >= firstLoadUntil)
+          : // As recent as this caller asked (the holder's run may have started before this caller's wait).
+            state.fetchedAt !== null && (options.maxAgeMs === undefined ? state.fetchedAt.getTime() >= since - this.overlapMs : this.now() - state.fetchedAt.getTime() <= options.maxAgeMs);
+        if (enough) return { ran: true, ok: true, changed: 0 };
         if (state.errorAt !== null && state.errorAt.getTime() >= since && state.lastError) return { ran: true, ok: false, error: state.lastError };
         if (state.leaseOwner === null) {
           // The holder finished (or died and its lease ran out) without the progress we need: the caller's next query syncs.

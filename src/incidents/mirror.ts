@@ -112,12 +112,12 @@ export class IncidentMirror {
   }
 
   /**
-   * Puts an incident read with its alerts into its row, when the row holds the same version (or an older
-   * one): alerts live with the version of the incident they were read with.
+   * Puts an incident read with its alerts into its row, when the row holds that same version: alerts live
+   * with the version they were read with (a newer read is the next sync's to bring, columns and all).
    */
   async putAlerts(tenantId: string, read: readonly Incident[]): Promise<void> {
     for (const incident of read) {
-      await this.db.query(`UPDATE incidents SET body = $3::jsonb WHERE tenant_id = $1 AND incident_id = $2 AND updated_ms <= $4`, [
+      await this.db.query(`UPDATE incidents SET body = $3::jsonb WHERE tenant_id = $1 AND incident_id = $2 AND updated_ms = $4`, [
         tenantId,
         incident.incidentId,
         JSON.stringify(incident),

@@ -1,42 +1,86 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, before, beforeEach, describe, it } from "node:test";
 import { TokenAcquisitionError } from "../../../src/auth/token-errors.js";
 import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "../../../src/defender/backend-client.js";
 import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../../../src/defender/incident.js";
-import { MemoryIncidentCache, type IncidentCache, type TenantIncidentsEntry } from "../../../src/incidents/incident-cache.js";
-import { IncidentService, type IncidentServiceOptions } from "../../../src/incidents/incident-service.js";
-import { captureLogger } from "../../helpers/log-capture.js";
+import { parseIncidentQuery } from "../../../src/incidents/incident-query.js";
+import { IncidentService, type IncidentServiceOptions, type IncidentTarget } from "../../../src/incidents/incident-service.js";
+import { IncidentMirror } from "../../../src/incidents/mirror.js";
+import { openStore, type Store } from "../../../src/store/store.js";
 import { makeIncident } from "../../helpers/incident-factory.js";
+import { captureLogger } from "../../helpers/log-capture.js";
+
+/**
+ * The incident service over fake backends and a real mirror (PGlite in memory, one per file, emptied
+ * before each test). The fakes page like the watermark-paging clients: oldest first, `updatedSince`
+ * inclusive, `maxPages` honoured, each page handed to `onPage` (awaited) before the next is read.
+ */
 
 const TENANT = "0b9c3c7e-5b8e-4a43-9e0e-1f2a3b4c5d6e";
 const OTHER = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
 const T0 = Date.parse("2026-05-01T12:00:00Z");
 const SECOND = 1000;
 const MINUTE = 60_000;
+const DAY = 86_400_000;
+const WINDOW = 30 * DAY;
 
-function deferred<T>(): { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void } {
+function deferred<T = void>(): { promise: Promise<T>; resolve(value: T): void } {
   let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
+  const promise = new Promise<T>((res) => (resolve = res));
+  return { promise, resolve };
 }
 
-/**
- * A backend that holds incidents per tenant and records every call. `list` answers like the real
- * clients (incidents updated at or after `updatedSince`, one call per 100); `gate` holds answers back;
- * `fail` makes the next calls throw.
- */
+/** Polls `done` (between macrotasks) until it holds; fails after `cap` rounds. No wall-clock assertion. */
+async function until(done: () => boolean | Promise<boolean>, what: string, cap = 2_000): Promise<void> {
+  for (let i = 0; i < cap; i++) {
+    if (await done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.fail(`gave up waiting: ${what}`);
+}
+
+/** The gate, or the signal's reason once it aborts (as a real client's wait would end). */
+function untilAborted(gate: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return gate;
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    void gate.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
+}
+
+let clockNow = T0;
+const at = (offsetMs: number) => new Date(T0 + offsetMs);
+
+interface ListCall {
+  tenantId: string;
+  updatedSince: Date | undefined;
+  maxPages: number | undefined;
+  deadline: number | undefined;
+  signal: AbortSignal | undefined;
+  streamed: boolean;
+}
+
 class FakeClient implements IncidentsBackendClient {
   readonly data = new Map<string, Map<string, Incident>>();
-  readonly listCalls: { tenantId: string; updatedSince: Date | undefined; signal: AbortSignal | undefined; deadline?: number | undefined; maxPages?: number | undefined }[] = [];
+  readonly listCalls: ListCall[] = [];
   readonly getCalls: string[] = [];
-  readonly getOptions: CallOptions[] = [];
   readonly updateCalls: { tenantId: string; incidentId: string; patch: IncidentPatch }[] = [];
+  /** Pages read, by tenant and first incident id: a page read twice shows here. */
+  readonly pagesRead: string[] = [];
+  pageSize = 10;
+  /** Holds every call back until it settles. */
   gate: Promise<void> | undefined;
+  /** Awaited before page `index` (0-based) of a list is read. */
+  beforePage: ((index: number) => Promise<void>) | undefined;
+  /** Every call throws this. */
   fail: unknown;
+  /** The next list fails at this page (0: thrown; later: the list stops with `stoppedBy`). */
+  failAtPage: { page: number; error: unknown } | undefined;
 
   constructor(readonly backend: IncidentsBackendName) {}
 
@@ -48,51 +92,54 @@ class FakeClient implements IncidentsBackendClient {
     }
   }
 
-  /** Incidents per page of `listIncidents`. */
-  pageSize = 100;
-  /** The next list fails at this page (0: the first, thrown; later: the pages before it are returned). */
-  failAtPage: { page: number; error: unknown } | undefined;
-  /** Pages read per tenant, by their first incident id: a page read twice shows here. */
-  readonly pagesRead: string[] = [];
-
-  /** Pages oldest first by `lastUpdateTime` (ties by id), as the watermark-paging clients read them. */
   async listIncidents(tenantId: string, options: ListOptions = {}): Promise<ListResult> {
-    this.listCalls.push({ tenantId, updatedSince: options.updatedSince, signal: options.signal, deadline: options.deadline, maxPages: options.maxPages });
-    if (this.gate) await this.gate;
+    this.listCalls.push({ tenantId, updatedSince: options.updatedSince, maxPages: options.maxPages, deadline: options.deadline, signal: options.signal, streamed: options.onPage !== undefined });
+    if (this.gate) await untilAborted(this.gate, options.signal);
     if (this.fail !== undefined) throw this.fail;
     const since = options.updatedSince?.getTime() ?? Number.NEGATIVE_INFINITY;
     const sorted = [...(this.data.get(tenantId)?.values() ?? [])]
       .filter((i) => i.lastUpdateTime.getTime() >= since)
       .sort((a, b) => a.lastUpdateTime.getTime() - b.lastUpdateTime.getTime() || a.incidentId.localeCompare(b.incidentId));
-    const incidents: Incident[] = [];
+    const kept: Incident[] = [];
+    let pages = 0;
+    let w: Date | null = options.updatedSince ?? null;
     const result = (complete: boolean, stoppedBy?: unknown): ListResult => ({
-      incidents,
+      incidents: options.onPage ? [] : kept,
       calls: Math.max(1, pages),
       complete,
-      resumeFrom: (complete ? sorted.at(-1) : incidents.at(-1))?.lastUpdateTime ?? options.updatedSince ?? null,
+      resumeFrom: complete ? (sorted.at(-1)?.lastUpdateTime ?? w) : w,
       paging: "watermark",
       ...(stoppedBy !== undefined ? { stoppedBy } : {}),
     });
-    let pages = 0;
     while (pages * this.pageSize < sorted.length) {
+      if (options.maxPages !== undefined && pages >= options.maxPages) return result(false);
+      if (this.beforePage) {
+        try {
+          await untilAborted(this.beforePage(pages), options.signal);
+        } catch (error) {
+          // Like the real clients: a failure before the first page throws, after it the pages read are returned.
+          if (pages === 0) throw error;
+          return result(false, error);
+        }
+      }
       if (this.failAtPage?.page === pages) {
         const { error } = this.failAtPage;
         this.failAtPage = undefined;
         if (pages === 0) throw error;
         return result(false, error);
       }
-      if (options.maxPages !== undefined && pages >= options.maxPages) return result(false);
       const page = sorted.slice(pages * this.pageSize, (pages + 1) * this.pageSize);
       this.pagesRead.push(`${tenantId}:${page[0]!.incidentId}`);
-      incidents.push(...page);
       pages++;
+      w = page.at(-1)!.lastUpdateTime;
+      if (options.onPage) await options.onPage({ incidents: page, resumeFrom: w, calls: pages });
+      else kept.push(...page);
     }
     return result(true);
   }
 
-  async getIncident(tenantId: string, incidentId: string, options: CallOptions = {}): Promise<Incident | undefined> {
+  async getIncident(tenantId: string, incidentId: string, _options: CallOptions = {}): Promise<Incident | undefined> {
     this.getCalls.push(`${tenantId}/${incidentId}`);
-    this.getOptions.push(options);
     if (this.fail !== undefined) throw this.fail;
     return this.data.get(tenantId)?.get(incidentId);
   }
@@ -113,19 +160,37 @@ class FakeClient implements IncidentsBackendClient {
   }
 }
 
-let clockNow = T0;
+let store: Store;
+let mirror: IncidentMirror;
+
+before(async () => {
+  store = await openStore({});
+  mirror = new IncidentMirror(store.db);
+});
+after(async () => {
+  await store?.close();
+});
+beforeEach(async () => {
+  clockNow = T0;
+  await store.db.query("DELETE FROM incidents");
+  await store.db.query("DELETE FROM incident_sync");
+  await store.db.query("DELETE FROM incident_changes");
+});
 
 function setup(options: Partial<IncidentServiceOptions> = {}) {
-  clockNow = T0;
   const defender = new FakeClient("defender");
   const graph = new FakeClient("graph");
-  const cache = (options.cache as MemoryIncidentCache | undefined) ?? new MemoryIncidentCache();
   const log = captureLogger();
+  const stale: IncidentTarget[] = [];
   const service = new IncidentService({
     clients: { defender, graph },
-    cache,
+    mirror,
     freshnessMs: 30 * SECOND,
     overlapMs: SECOND,
+    windowMs: WINDOW,
+    // Long enough that a never-synced tenant's load waits for its whole first sync, however loaded the machine.
+    firstLoadWaitMs: 60_000,
+    onStale: (t) => stale.push(t),
     now: () => clockNow,
     logger: log.logger,
     ...options,
@@ -133,404 +198,367 @@ function setup(options: Partial<IncidentServiceOptions> = {}) {
   const advance = (ms: number) => {
     clockNow += ms;
   };
-  return { service, defender, graph, cache, advance, lines: log.lines };
+  return { service, defender, graph, advance, stale, lines: log.lines };
 }
 
-const at = (offsetMs: number) => new Date(T0 + offsetMs);
 const target = { tenantId: TENANT, backend: "defender" as const };
-const idsOf = (incidents: readonly Incident[]) => incidents.map((i) => i.incidentId).sort();
 
-describe("IncidentService.loadTenant: cache and refresh", () => {
-  it("lists in full the first time, then serves from the cache while fresh without any call", async () => {
-    const { service, defender, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }), makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(-2 * MINUTE) }));
+/** `count` incidents one minute apart, the oldest first: ids 1…count (the newest at T0 − 1 min). */
+function many(client: FakeClient, count: number, tenantId = TENANT): Incident[] {
+  const made: Incident[] = [];
+  for (let i = 1; i <= count; i++) made.push(makeIncident({ tenantId, incidentId: String(i), createdTime: at(-DAY), lastUpdateTime: at(-(count - i + 1) * MINUTE) }));
+  client.put(...made);
+  return made;
+}
 
-    const first = await service.loadTenant(target);
+/** The ids the mirror serves for a tenant (the service's own page over it). */
+async function mirrored(service: IncidentService, tenantId = TENANT): Promise<string[]> {
+  const page = await service.page([tenantId], parseIncidentQuery({ first: 500 }));
+  return page.edges.map((e) => e.incident.incidentId).sort((a, b) => Number(a) - Number(b) || a.localeCompare(b));
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+
+describe("IncidentService: first load", () => {
+  it("lists the window oldest first, commits page by page, and a never-synced tenant's load waits for its first sync", async () => {
+    const { service, defender } = setup();
+    many(defender, 25);
+    const committedBeforePage: number[] = [];
+    defender.beforePage = async () => {
+      committedBeforePage.push((await mirror.state(TENANT))?.incidentCount ?? -1);
+    };
+
+    const load = await service.loadTenant(target);
+    assert.deepEqual(committedBeforePage, [0, 10, 20], "each page is in the mirror before the next is asked for");
     assert.equal(defender.listCalls.length, 1);
-    assert.equal(defender.listCalls[0]!.updatedSince, undefined, "full list");
-    assert.equal(defender.listCalls[0]!.tenantId, TENANT);
-    assert.ok(defender.listCalls[0]!.signal instanceof AbortSignal, "the refresh carries a signal");
-    assert.ok(defender.listCalls[0]!.deadline! > Date.now() + 60_000, "and its own deadline (refreshTimeoutMs, default 120 s)");
-    assert.deepEqual(idsOf(first.incidents), ["1", "2"]);
-    assert.deepEqual({ ...first.outcome, durationMs: 0 }, { tenantId: TENANT, ok: true, fromCache: false, fetchedAt: at(0), durationMs: 0, complete: true });
+    const call = defender.listCalls[0]!;
+    assert.deepEqual(call.updatedSince, at(-WINDOW), "from the window's start");
+    assert.equal(call.streamed, true, "pages through onPage");
+    assert.ok(call.signal instanceof AbortSignal);
+    assert.ok(call.deadline! > Date.now() + 60_000, "its own deadline (refreshTimeoutMs, default 120 s)");
 
-    advance(29 * SECOND);
-    const second = await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 1, "fresh: no upstream call");
-    assert.equal(second.outcome.fromCache, true);
-    assert.equal(second.outcome.ok, true);
-    assert.deepEqual(second.outcome.fetchedAt, at(0));
-    assert.equal(second.incidents, first.incidents, "the same array");
-    assert.deepEqual(service.stats(), {
-      loads: 2,
-      cacheHits: 1,
-      coalesced: 0,
-      refreshes: 1,
-      fullRefreshes: 1,
-      deltaRefreshes: 0,
-      refreshFailures: 0,
-      partialLists: 0,
-      upstreamCalls: 1,
-      staleServed: 0,
-      deadlineExceeded: 0,
-      failuresRemembered: 0,
-      alertsFromCache: 0,
-      alertsFetched: 0,
+    assert.equal(load.tenantId, TENANT);
+    assert.equal(load.usable, true);
+    assert.deepEqual({ ...load.outcome, durationMs: 0 }, {
+      tenantId: TENANT,
+      ok: true,
+      fromCache: false,
+      fetchedAt: at(0),
+      durationMs: 0,
+      complete: true,
+      syncState: "FRESH",
+      incidentsMirrored: 25,
     });
+    assert.deepEqual(await mirrored(service), range(1, 25));
+    const state = (await mirror.state(TENANT))!;
+    assert.deepEqual(state.watermark, at(-MINUTE), "the newest incident listed");
+    assert.deepEqual(state.fullFetchedAt, at(0));
+    assert.equal(state.sweep, null);
+    assert.equal(state.pagesRead, 3);
+    assert.equal(state.leaseOwner, null, "the lease is released");
+    const events = await mirror.changes(0, 100);
+    assert.equal(events.length, 25);
+    assert.ok(events.every((e) => e.kind === "created" && e.source === "sync" && e.tenantId === TENANT));
+    const stats = service.stats();
+    assert.deepEqual([stats.refreshes, stats.fullRefreshes, stats.pagesCommitted, stats.upstreamCalls], [1, 1, 3, 3]);
   });
 
-  it("refreshes a stale tenant with one delta from the watermark minus the overlap, merged by id", async () => {
-    const { service, defender, cache, advance } = setup();
-    defender.put(
-      makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-10 * MINUTE), severity: "LOW" }),
-      makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(-5 * MINUTE) }),
-      makeIncident({ tenantId: TENANT, incidentId: "3", lastUpdateTime: at(-20 * MINUTE) }),
-    );
-    await service.loadTenant(target);
-    assert.deepEqual((await cache.get(TENANT))!.watermark, at(-5 * MINUTE));
+  it("answers after the first page when the first sync takes longer than firstLoadWaitMs; the sync goes on", async () => {
+    const { service, defender } = setup({ firstLoadWaitMs: 0 });
+    many(defender, 25);
+    const secondPage = deferred();
+    defender.beforePage = (index) => (index === 1 ? secondPage.promise : Promise.resolve());
 
-    advance(31 * SECOND);
-    defender.put(
-      makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(20 * SECOND), severity: "HIGH" }),
-      makeIncident({ tenantId: TENANT, incidentId: "4", lastUpdateTime: at(25 * SECOND) }),
-      makeIncident({ tenantId: TENANT, incidentId: "5", status: "REDIRECTED", redirectIncidentId: "4", lastUpdateTime: at(25 * SECOND) }),
-    );
-    const result = await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 2);
-    assert.deepEqual(defender.listCalls[1]!.updatedSince, at(-5 * MINUTE - SECOND));
-    assert.deepEqual(idsOf(result.incidents), ["1", "2", "3", "4", "5"]);
-    const byId = new Map(result.incidents.map((i) => [i.incidentId, i]));
-    assert.equal(byId.get("1")!.severity, "HIGH", "replaced by the newer version");
-    assert.equal(byId.get("5")!.status, "REDIRECTED", "merged incidents stay, redirected");
-    assert.equal(byId.get("5")!.redirectIncidentId, "4");
-    assert.deepEqual(result.outcome.fetchedAt, at(31 * SECOND));
-    assert.equal(result.outcome.fromCache, false);
-    const entry = (await cache.get(TENANT))!;
-    assert.deepEqual(entry.watermark, at(25 * SECOND));
-    assert.ok(Object.isFrozen(entry.incidents));
-    assert.deepEqual([service.stats().fullRefreshes, service.stats().deltaRefreshes], [1, 1]);
+    const load = await service.loadTenant(target);
+    assert.equal(load.usable, true);
+    assert.equal(load.outcome.ok, false);
+    assert.equal(load.outcome.complete, false);
+    assert.equal(load.outcome.error!.code, "INCOMPLETE");
+    assert.equal(load.outcome.syncState, "SYNCING");
+    assert.equal(load.outcome.incidentsMirrored, 10);
+    assert.deepEqual(await mirrored(service), range(1, 10), "the first page is served");
+
+    const running = service.sync(target);
+    assert.equal(service.stats().coalesced, 1, "the same sync, joined");
+    secondPage.resolve();
+    const result = await running.done;
+    assert.deepEqual(result, { ran: true, ok: true, changed: 25 });
+    assert.deepEqual(await mirrored(service), range(1, 25));
+    const after = await service.loadTenant(target);
+    assert.equal(after.outcome.ok, true);
+    assert.equal(after.outcome.complete, true);
+    assert.equal(defender.listCalls.length, 1, "no second list");
   });
 
-  it("keeps the cached array when a delta brings nothing newer (overlap re-fetches)", async () => {
-    const { service, defender, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }));
+  it("a first load larger than maxPagesPerRefresh goes on at the next sync from the sweep's resume point, no page read twice", async () => {
+    const { service, defender, advance, stale } = setup({ maxPagesPerRefresh: 2 });
+    const incidents = many(defender, 45);
+
     const first = await service.loadTenant(target);
-    advance(MINUTE);
-    const second = await service.loadTenant(target);
+    assert.equal(defender.listCalls[0]!.maxPages, 2);
+    assert.equal(first.usable, true);
+    assert.equal(first.outcome.complete, false);
+    assert.equal(first.outcome.error!.code, "INCOMPLETE");
+    assert.equal(first.outcome.incidentsMirrored, 20);
+    const sweep = (await mirror.state(TENANT))!.sweep!;
+    assert.deepEqual(sweep, { startedAt: at(0), resumeFrom: incidents[19]!.lastUpdateTime, pages: 2 });
+
+    // A query does not sync a tenant that has data: it serves what is in; the engine goes on.
+    advance(5 * SECOND);
+    const served = await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 1);
+    assert.equal(served.outcome.incidentsMirrored, 20);
+    assert.equal(served.outcome.syncState, "SYNCING");
+    assert.deepEqual(stale, [], "a first load under way is the engine's anyway: not moved up");
+
+    const second = await service.sync(target).done;
+    assert.ok(second.ran && second.ok);
+    assert.equal(second.changed, 19, "incidents 21…39 (20, the boundary, again and unchanged)");
+    assert.equal(second.stopped?.code, "INCOMPLETE", "still more to read");
     assert.equal(defender.listCalls.length, 2);
-    assert.equal(second.outcome.fromCache, false);
-    assert.deepEqual(second.outcome.fetchedAt, at(MINUTE), "fresh again");
-    assert.equal(second.incidents, first.incidents, "same array: memoised sort orders survive");
+    assert.deepEqual(defender.listCalls[1]!.updatedSince, incidents[19]!.lastUpdateTime, "from where the first sync stopped: not the window's start, no overlap");
+    assert.equal(defender.listCalls[1]!.maxPages, 2);
+    assert.deepEqual(await mirrored(service), range(1, 39));
+
+    advance(5 * SECOND);
+    assert.deepEqual(await service.sync(target).done, { ran: true, ok: true, changed: 6 });
+    assert.deepEqual(defender.listCalls[2]!.updatedSince, incidents[38]!.lastUpdateTime);
+    assert.deepEqual(await mirrored(service), range(1, 45));
+    assert.equal(new Set(defender.pagesRead).size, defender.pagesRead.length, `a page was read twice: ${defender.pagesRead.join(", ")}`);
+    assert.equal(defender.pagesRead.length, 5, "45 incidents (+2 boundary incidents) in five pages of 10");
+
+    const state = (await mirror.state(TENANT))!;
+    assert.equal(state.sweep, null);
+    assert.deepEqual(state.fullFetchedAt, at(0), "complete as of the sweep's start");
+    assert.deepEqual(state.fetchedAt, at(10 * SECOND));
+    const done = await service.loadTenant(target);
+    assert.equal(done.outcome.ok, true);
+    assert.equal(done.outcome.complete, true);
+    assert.equal(done.outcome.syncState, "FRESH");
   });
 
-  it("lists in full again when the tenant's backend changed, and after fullRefreshMs", async () => {
-    const { service, defender, graph, advance } = setup({ fullRefreshMs: 10 * MINUTE });
+  it("normalises tenant ids, so one tenant is one mirror entry", async () => {
+    const { service, defender } = setup();
+    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }));
+    const load = await service.loadTenant({ tenantId: ` ${TENANT.toUpperCase()} `, backend: "defender" });
+    assert.equal(load.tenantId, TENANT);
+    assert.equal(defender.listCalls[0]!.tenantId, TENANT);
+    await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 1);
+  });
+
+  it("starts over when the tenant's backend changed", async () => {
+    const { service, defender, graph } = setup();
     defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }));
     graph.put(makeIncident({ tenantId: TENANT, incidentId: "g-1", lastUpdateTime: at(-MINUTE) }));
     await service.loadTenant(target);
-
     const switched = await service.loadTenant({ tenantId: TENANT, backend: "graph" });
-    assert.equal(graph.listCalls.length, 1, "another backend's cache is not fresh for this one");
-    assert.equal(graph.listCalls[0]!.updatedSince, undefined);
-    assert.deepEqual(idsOf(switched.incidents), ["g-1"]);
-    assert.equal(switched.incidents[0]!.backend, "graph");
-
-    advance(MINUTE);
-    await service.loadTenant({ tenantId: TENANT, backend: "graph" });
-    assert.notEqual(graph.listCalls[1]!.updatedSince, undefined, "delta");
-    advance(10 * MINUTE);
-    graph.data.get(TENANT)!.delete("g-1"); // aged out upstream: only a full list notices
-    const full = await service.loadTenant({ tenantId: TENANT, backend: "graph" });
-    // A delta first (the data is current at once), then the full list with the pages the delta left.
-    assert.notEqual(graph.listCalls[2]!.updatedSince, undefined, "delta first");
-    assert.equal(graph.listCalls[3]!.updatedSince, undefined, "full again");
-    assert.equal(graph.listCalls[3]!.maxPages, 99, "with the pages the delta left (100 - 1)");
-    assert.deepEqual(full.incidents, []);
-    assert.equal(full.outcome.ok, true);
-  });
-
-  it("normalises tenant ids, so one tenant is one cache entry", async () => {
-    const { service, defender } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const result = await service.loadTenant({ tenantId: ` ${TENANT.toUpperCase()} `, backend: "defender" });
-    assert.equal(result.tenantId, TENANT);
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 1);
+    assert.equal(graph.listCalls.length, 1);
+    assert.deepEqual(graph.listCalls[0]!.updatedSince, at(-WINDOW), "a first load");
+    assert.equal(switched.outcome.ok, true);
+    assert.deepEqual(await mirrored(service), ["g-1"]);
+    assert.equal((await mirror.state(TENANT))!.backend, "graph");
   });
 });
 
-describe("IncidentService.loadTenant: lists that take several refreshes (watermark paging)", () => {
-  /** `count` incidents one minute apart, the oldest first: ids 1…count. */
-  const many = (client: FakeClient, count: number, tenantId = TENANT) => {
-    for (let i = 1; i <= count; i++) client.put(makeIncident({ tenantId, incidentId: String(i), lastUpdateTime: at(-(count - i + 1) * MINUTE) }));
-  };
-  const noPageTwice = (client: FakeClient) => assert.equal(new Set(client.pagesRead).size, client.pagesRead.length, `a page was read twice: ${client.pagesRead.join(", ")}`);
-
-  it("a first load larger than maxPagesPerRefresh finishes across queries, each going on where the last stopped", async () => {
-    const { service, defender } = setup({ maxPagesPerRefresh: 2 });
-    many(defender, 450);
-
-    const first = await service.loadTenant(target);
-    assert.equal(first.incidents.length, 200, "two pages of 100");
-    assert.equal(first.outcome.ok, false);
-    assert.equal(first.outcome.complete, false);
-    assert.equal(first.outcome.error!.code, "INCOMPLETE");
-    assert.deepEqual(first.outcome.fetchedAt, at(0));
-    assert.equal(defender.listCalls[0]!.maxPages, 2);
-
-    // No clock change: a first load under way is never fresh, so the next query goes on at once…
-    const second = await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 2);
-    // …from where the first stopped (the 200th incident's time), minus the overlap: not from the start.
-    assert.deepEqual(defender.listCalls[1]!.updatedSince, new Date(at(-251 * MINUTE).getTime() - SECOND));
-    assert.equal(second.incidents.length, 399);
-    assert.equal(second.outcome.complete, false);
-
-    const third = await service.loadTenant(target);
-    assert.equal(third.outcome.ok, true);
-    assert.equal(third.outcome.complete, true);
-    assert.equal(third.outcome.error, undefined);
-    assert.deepEqual(idsOf(third.incidents), idsOf([...defender.data.get(TENANT)!.values()]));
-    assert.equal(defender.listCalls.length, 3);
-    noPageTwice(defender);
-    assert.equal(defender.pagesRead.length, 5, "450 incidents (+2 of overlap) in five pages of 100, none read twice");
-
-    // Complete: fresh now, and later a delta from the newest incident.
+describe("IncidentService: freshness", () => {
+  it("a load within freshness makes no call; a stale tenant is served at once and handed to onStale", async () => {
+    const { service, defender, advance, stale } = setup();
+    many(defender, 3);
     await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 3);
+    advance(29 * SECOND);
+    const fresh = await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 1, "fresh: no call");
+    assert.deepEqual([fresh.outcome.ok, fresh.outcome.fromCache, fresh.outcome.syncState, fresh.usable], [true, true, "FRESH", true]);
+    assert.deepEqual(fresh.outcome.fetchedAt, at(0));
+    assert.deepEqual(stale, []);
+
+    advance(2 * SECOND);
+    const old = await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 1, "stale: still no call (no maxAgeMs)");
+    assert.equal(old.usable, true);
+    assert.equal(old.outcome.syncState, "STALE");
+    assert.deepEqual(stale, [target]);
+    assert.equal(service.stats().cacheHits, 2);
   });
 
-  it("keeps the pages read when a later page fails transiently, serves them flagged, and goes on from there", async () => {
-    const { service, defender } = setup();
-    many(defender, 250);
-    defender.failAtPage = { page: 2, error: new UpstreamError("THROTTLED", "429", { tenantId: TENANT, backend: "defender", status: 429, retryAfterSeconds: 20 }) };
+  it("maxAgeMs: 0 syncs a delta from the watermark minus overlapMs and waits for it; a larger maxAgeMs does not", async () => {
+    const { service, defender, advance } = setup();
+    const [one] = many(defender, 3);
+    await service.loadTenant(target);
+    const seq = (await mirror.changes(0, 100)).at(-1)!.seq;
+    advance(5 * SECOND);
+    defender.put({ ...one!, severity: "HIGH", lastUpdateTime: at(2 * SECOND) }, makeIncident({ tenantId: TENANT, incidentId: "4", lastUpdateTime: at(3 * SECOND) }));
 
+    const relaxed = await service.loadTenant(target, { maxAgeMs: MINUTE });
+    assert.equal(defender.listCalls.length, 1, "5 s old is young enough for a minute");
+    assert.equal(relaxed.outcome.fromCache, true);
+
+    const current = await service.loadTenant(target, { maxAgeMs: 0 });
+    assert.equal(defender.listCalls.length, 2);
+    assert.deepEqual(defender.listCalls[1]!.updatedSince, new Date(at(-MINUTE).getTime() - SECOND), "watermark (newest listed) minus the overlap");
+    assert.deepEqual([current.outcome.ok, current.outcome.fromCache, current.outcome.complete], [true, false, true]);
+    assert.deepEqual(current.outcome.fetchedAt, at(5 * SECOND));
+    assert.equal(service.stats().deltaRefreshes, 1);
+    assert.deepEqual(await mirrored(service), ["1", "2", "3", "4"]);
+    assert.equal((await mirror.get(TENANT, "1"))!.severity, "HIGH");
+    assert.deepEqual(
+      (await mirror.changes(seq, 100)).map((e) => [e.incidentId, e.kind, e.changed]),
+      [
+        ["1", "updated", ["severity"]],
+        ["4", "created", []],
+      ],
+    );
+    const state = (await mirror.state(TENANT))!;
+    assert.deepEqual(state.watermark, at(3 * SECOND));
+    assert.deepEqual(state.fullFetchedAt, at(0), "a delta is not a full list");
+  });
+});
+
+describe("IncidentService: failures", () => {
+  const unavailable = () => new UpstreamError("UPSTREAM_UNAVAILABLE", "503", { tenantId: TENANT, backend: "defender", status: 503 });
+
+  it("a transient failure keeps serving the mirrored incidents, flagged, within maxStaleMs; the next sync is a delta", async () => {
+    const { service, defender, advance } = setup({ maxStaleMs: 10 * MINUTE });
+    many(defender, 3);
+    await service.loadTenant(target);
+    advance(MINUTE);
+    defender.fail = unavailable();
+
+    const flagged = await service.loadTenant(target, { maxAgeMs: 0 });
+    assert.equal(defender.listCalls.length, 2);
+    assert.equal(flagged.usable, true);
+    assert.deepEqual([flagged.outcome.ok, flagged.outcome.fromCache, flagged.outcome.error?.code], [false, true, "UPSTREAM_UNAVAILABLE"]);
+    assert.deepEqual(flagged.outcome.fetchedAt, at(0), "says how old");
+    assert.equal(flagged.outcome.syncState, "FAILING");
+    assert.deepEqual(await mirrored(service), ["1", "2", "3"], "kept");
+    const state = (await mirror.state(TENANT))!;
+    assert.equal(state.lastError!.code, "UPSTREAM_UNAVAILABLE");
+
+    // Without maxAgeMs: served from the mirror, flagged with the recorded failure, no call.
+    const again = await service.loadTenant(target);
+    assert.equal(defender.listCalls.length, 2);
+    assert.deepEqual([again.usable, again.outcome.ok, again.outcome.error?.code], [true, false, "UPSTREAM_UNAVAILABLE"]);
+
+    advance(10 * MINUTE);
+    const tooOld = await service.loadTenant(target);
+    assert.equal(tooOld.usable, false, "failing for longer than stale data may be shown");
+    assert.equal(tooOld.outcome.error!.code, "UPSTREAM_UNAVAILABLE");
+
+    defender.fail = undefined;
+    assert.deepEqual(await service.sync(target).done, { ran: true, ok: true, changed: 0 });
+    assert.notDeepEqual(defender.listCalls[2]!.updatedSince, at(-WINDOW), "the mirror survived: a delta");
+    const healed = await service.loadTenant(target);
+    assert.deepEqual([healed.usable, healed.outcome.ok, healed.outcome.syncState], [true, true, "FRESH"]);
+  });
+
+  it("a transient failure after some pages keeps them, flagged, and the next sync goes on from there", async () => {
+    const { service, defender } = setup();
+    const incidents = many(defender, 25);
+    defender.failAtPage = { page: 2, error: new UpstreamError("THROTTLED", "429", { tenantId: TENANT, backend: "defender", status: 429, retryAfterSeconds: 20 }) };
     const first = await service.loadTenant(target);
-    assert.equal(first.outcome.ok, false);
-    assert.equal(first.outcome.complete, false);
-    assert.equal(first.outcome.error!.code, "THROTTLED");
-    assert.equal(first.outcome.error!.retryAfterSeconds, 20);
-    assert.equal(first.incidents.length, 200, "the two pages read are kept");
+    assert.equal(first.usable, true);
+    assert.deepEqual([first.outcome.ok, first.outcome.complete, first.outcome.error?.code, first.outcome.error?.retryAfterSeconds], [false, false, "THROTTLED", 20]);
+    assert.deepEqual(await mirrored(service), range(1, 20));
     assert.equal(service.stats().partialLists, 1);
 
-    const second = await service.loadTenant(target);
-    assert.deepEqual(defender.listCalls[1]!.updatedSince, new Date(at(-51 * MINUTE).getTime() - SECOND), "from the last page read, not from the start");
-    assert.equal(second.outcome.ok, true);
-    assert.equal(second.incidents.length, 250);
-    noPageTwice(defender);
+    assert.equal((await service.sync(target).done).ran, true);
+    assert.deepEqual(defender.listCalls[1]!.updatedSince, incidents[19]!.lastUpdateTime, "from the last page read, not from the start");
+    assert.deepEqual(await mirrored(service), range(1, 25));
+    assert.equal(new Set(defender.pagesRead).size, defender.pagesRead.length);
+    const healed = await service.loadTenant(target);
+    assert.deepEqual([healed.outcome.ok, healed.outcome.complete], [true, true]);
   });
 
-  it("drops the pages read when a later page fails lastingly (the app may no longer read them)", async () => {
-    const { service, defender, cache } = setup();
-    many(defender, 250);
+  const lasting: [string, () => unknown, string][] = [
+    ["upstream 403", () => new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 }), "MISSING_ROLE"],
+    ["upstream 401", () => new UpstreamError("CONSENT_REQUIRED", "401", { tenantId: TENANT, backend: "defender", status: 401 }), "CONSENT_REQUIRED"],
+    ["token: consent revoked", () => new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 7000229 }), "CONSENT_REQUIRED"],
+  ];
+  for (const [what, error, code] of lasting) {
+    it(`a lasting failure (${what}) drops the tenant's rows and is remembered for failureMemoryMs`, async () => {
+      const { service, defender, advance } = setup({ failureMemoryMs: MINUTE });
+      many(defender, 3);
+      many(defender, 2, OTHER);
+      await service.loadTenant(target);
+      await service.loadTenant({ tenantId: OTHER, backend: "defender" });
+      advance(MINUTE);
+      defender.fail = error();
+
+      const failed = await service.loadTenant(target, { maxAgeMs: 0 });
+      assert.equal(failed.usable, false);
+      assert.deepEqual([failed.outcome.ok, failed.outcome.error?.code, failed.outcome.fetchedAt], [false, code, null]);
+      assert.equal(failed.outcome.error!.retryAfterSeconds, undefined);
+      assert.deepEqual(await mirrored(service), [], "the app may no longer read them: none served");
+      assert.equal(await mirror.get(TENANT, "1"), undefined);
+      assert.deepEqual(await mirrored(service, OTHER), ["1", "2"], "other tenants untouched");
+      const state = (await mirror.state(TENANT))!;
+      assert.equal(state.lastError!.code, code, "recorded for every replica");
+      assert.equal(state.incidentCount, 0);
+      assert.equal(service.phase(state), "FAILING");
+      const calls = defender.listCalls.length;
+
+      advance(15 * SECOND);
+      for (let i = 0; i < 3; i++) {
+        const again = await service.loadTenant(target, { maxAgeMs: 0 });
+        assert.equal(again.usable, false);
+        assert.deepEqual(again.outcome.error, { ...failed.outcome.error!, retryAfterSeconds: 45 }, "same error, with the time left");
+      }
+      assert.equal(defender.listCalls.length, calls, "no call while remembered");
+      assert.equal(service.stats().failuresRemembered, 3);
+      assert.equal(service.remembers(target), true);
+
+      advance(45 * SECOND);
+      defender.fail = undefined;
+      const healed = await service.loadTenant(target);
+      assert.equal(defender.listCalls.length, calls + 1, "asked again once the memory ran out");
+      assert.deepEqual(defender.listCalls.at(-1)!.updatedSince, new Date(clockNow - WINDOW), "a first load again");
+      assert.deepEqual([healed.usable, healed.outcome.ok], [true, true]);
+      assert.deepEqual(await mirrored(service), ["1", "2", "3"]);
+    });
+  }
+
+  it("remembers nothing with failureMemoryMs 0, nor failures that pass by themselves", async () => {
+    const off = setup({ failureMemoryMs: 0 });
+    off.defender.fail = new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 });
+    await off.service.loadTenant(target);
+    await off.service.loadTenant(target);
+    assert.equal(off.defender.listCalls.length, 2);
+
+    const on = setup({ failureMemoryMs: MINUTE });
+    on.defender.fail = new TokenAcquisitionError({ code: "THROTTLED", tenantId: OTHER, retryAfterSeconds: 30 });
+    await on.service.loadTenant({ tenantId: OTHER, backend: "defender" });
+    await on.service.loadTenant({ tenantId: OTHER, backend: "defender" });
+    assert.equal(on.defender.listCalls.length, 2);
+    assert.equal(on.service.stats().failuresRemembered, 0);
+  });
+
+  it("a lasting failure after some pages drops the pages read", async () => {
+    const { service, defender } = setup();
+    many(defender, 25);
     defender.failAtPage = { page: 1, error: new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 }) };
     const result = await service.loadTenant(target);
+    assert.equal(result.usable, false);
     assert.equal(result.outcome.error!.code, "MISSING_ROLE");
-    assert.deepEqual(result.incidents, []);
-    assert.equal(await cache.get(TENANT), undefined);
+    assert.deepEqual(await mirrored(service), []);
   });
 
-  it("a delta larger than the page bound keeps its pages, says so, and the next query goes on from where it got", async () => {
-    const { service, defender, advance } = setup({ maxPagesPerRefresh: 1 });
-    defender.pageSize = 10;
-    many(defender, 5);
-    await service.loadTenant(target);
-    advance(MINUTE);
-    for (let i = 1; i <= 15; i++) defender.put(makeIncident({ tenantId: TENANT, incidentId: `n${i}`, lastUpdateTime: at(i * SECOND * 2) }));
-
-    const partial = await service.loadTenant(target);
-    assert.equal(partial.outcome.ok, false);
-    assert.equal(partial.outcome.error!.code, "INCOMPLETE");
-    assert.equal(partial.outcome.complete, true, "every incident is there, some not yet in their latest version");
-    assert.deepEqual(partial.outcome.fetchedAt, at(0), "not current: fetchedAt stays");
-    assert.equal(partial.incidents.length, 14, "5 + the 9 new of the first page (one is the overlap)");
-
-    const rest = await service.loadTenant(target);
-    assert.equal(rest.outcome.ok, true);
-    assert.equal(rest.incidents.length, 20);
-    assert.deepEqual(rest.outcome.fetchedAt, at(MINUTE));
-    noPageTwice(defender);
-  });
-
-  it("a periodic full list spans refreshes behind a delta, and drops incidents gone upstream only when it ends", async () => {
-    const { service, defender, advance } = setup({ maxPagesPerRefresh: 2, fullRefreshMs: 10 * MINUTE });
-    defender.pageSize = 10;
-    many(defender, 15);
-    await service.loadTenant(target);
-    await service.loadTenant(target);
-    advance(11 * MINUTE);
-    defender.data.get(TENANT)!.delete("3"); // aged out upstream
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "new", lastUpdateTime: at(10 * MINUTE) }));
-
-    const during = await service.loadTenant(target);
-    assert.equal(during.outcome.ok, true, "the delta made the data current");
-    assert.ok(during.incidents.some((i) => i.incidentId === "new"));
-    assert.ok(during.incidents.some((i) => i.incidentId === "3"), "not dropped before the full list ends");
-    const calls = defender.listCalls.length;
-    assert.equal(defender.listCalls[calls - 1]!.updatedSince, undefined, "the full list began with the page the delta left");
-
-    advance(MINUTE);
-    const after = await service.loadTenant(target);
-    assert.equal(after.outcome.ok, true);
-    assert.ok(!after.incidents.some((i) => i.incidentId === "3"), "gone upstream: dropped when the full list ended");
-    assert.equal(after.incidents.length, 15);
-  });
-});
-
-describe("IncidentService.loadTenant: single flight", () => {
-  it("makes one upstream call for 20 concurrent loads of one tenant", async () => {
-    const { service, defender } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    const loads = Array.from({ length: 20 }, () => service.loadTenant(target));
-    await new Promise((resolve) => setImmediate(resolve));
-    gate.resolve();
-    const results = await Promise.all(loads);
-    assert.equal(defender.listCalls.length, 1);
-    for (const result of results) {
-      assert.equal(result.outcome.ok, true);
-      assert.equal(result.incidents, results[0]!.incidents);
-    }
-    assert.equal(service.stats().coalesced, 19);
-    assert.equal(service.stats().refreshes, 1);
-  });
-
-  it("makes no second call for a load that read the cache just before a refresh finished", async () => {
-    const { service, defender } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    // Without a gate the first refresh finishes within microtasks; the others read the cache meanwhile.
-    const results = await Promise.all(Array.from({ length: 5 }, () => service.loadTenant(target)));
-    assert.equal(defender.listCalls.length, 1);
-    assert.ok(results.every((r) => r.outcome.ok));
-  });
-
-  it("ends only the waiting of a caller whose signal aborts; the refresh goes on and fills the cache", async () => {
-    const { service, defender } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    const controller = new AbortController();
-    const impatient = service.loadTenant(target, { signal: controller.signal });
-    const patient = service.loadTenant(target);
-    await new Promise((resolve) => setImmediate(resolve));
-    controller.abort();
-    const aborted = await impatient;
-    assert.equal(aborted.outcome.ok, false);
-    assert.equal(aborted.outcome.error!.code, "DEADLINE_EXCEEDED");
-    assert.equal(aborted.outcome.fetchedAt, null);
-    assert.deepEqual(aborted.incidents, []);
-
-    gate.resolve();
-    const waited = await patient;
-    assert.equal(waited.outcome.ok, true);
-    assert.deepEqual(idsOf(waited.incidents), ["1"]);
-    const later = await service.loadTenant(target);
-    assert.equal(later.outcome.fromCache, true);
-    assert.equal(defender.listCalls.length, 1);
-    assert.equal(service.stats().deadlineExceeded, 1);
-  });
-
-  it("gives the refresh the deadline of the caller that started it, so the client can answer in time", async () => {
-    const { service, defender } = setup();
-    const deadline = Date.now() + 4000;
-    await service.loadTenant(target, { deadline });
-    assert.equal(defender.listCalls[0]!.deadline, deadline);
-  });
-
-  it("puts one listener on a signal shared by many tenants' waits", async () => {
-    const { service, defender } = setup();
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    const warnings: Error[] = [];
-    const onWarning = (warning: Error) => warnings.push(warning);
-    process.on("warning", onWarning);
-    try {
-      const controller = new AbortController();
-      const targets = Array.from({ length: 50 }, (_, n) => ({ tenantId: `${n.toString(16).padStart(8, "0")}-0000-4000-8000-000000000000`, backend: "defender" as const }));
-      const loading = service.loadTenants(targets, { signal: controller.signal });
-      await new Promise((resolve) => setImmediate(resolve));
-      controller.abort();
-      const results = await loading;
-      assert.ok(results.every((r) => r.outcome.error?.code === "DEADLINE_EXCEEDED"));
-      gate.resolve();
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.deepEqual(warnings.filter((w) => w.name === "MaxListenersExceededWarning"), []);
-    } finally {
-      process.off("warning", onWarning);
-    }
-  });
-
-  it("stops waiting at the deadline", async () => {
-    const { service, defender } = setup();
-    defender.gate = new Promise(() => {}); // never answers
-    // The backend never answers: only the deadline can end the wait (no upper wall-clock bound, which a
-    // loaded machine could outrun; the lower one only grows under load).
-    const result = await service.loadTenant(target, { deadline: Date.now() + 50 });
-    assert.equal(result.outcome.error!.code, "DEADLINE_EXCEEDED");
-    assert.ok(result.outcome.durationMs >= 40);
-  });
-
-  it("makes no call for a caller whose signal already ended, but still serves a fresh cache", async () => {
-    const { service, defender, advance } = setup();
-    const over = AbortSignal.abort();
-    const result = await service.loadTenant(target, { signal: over });
-    assert.equal(result.outcome.error!.code, "DEADLINE_EXCEEDED");
-    assert.equal(defender.listCalls.length, 0);
-    await service.loadTenant(target);
-    const cached = await service.loadTenant(target, { signal: over });
-    assert.equal(cached.outcome.ok, true);
-    advance(MINUTE);
-    const past = await service.loadTenant(target, { deadline: new Date(Date.now() - 1) });
-    assert.equal(past.outcome.error!.code, "DEADLINE_EXCEEDED");
-    assert.equal(past.outcome.fromCache, true, "stale data served, flagged");
-    assert.equal(defender.listCalls.length, 1);
-  });
-
-  it("bounds a shared refresh by refreshTimeoutMs: UPSTREAM_TIMEOUT", async () => {
-    const { service, defender } = setup({ refreshTimeoutMs: 30 });
-    defender.listIncidents = async (tenantId, options = {}) => {
-      defender.listCalls.push({ tenantId, updatedSince: options.updatedSince, signal: options.signal });
-      await new Promise((_resolve, reject) => options.signal!.addEventListener("abort", () => reject(options.signal!.reason)));
-      throw new Error("unreachable");
-    };
-    // The refresh's timer does not hold the process open (AbortSignal.timeout is unref'd); this test must.
-    const keepAlive = setTimeout(() => {}, 5000);
-    const result = await service.loadTenant(target);
-    clearTimeout(keepAlive);
-    assert.equal(result.outcome.error!.code, "UPSTREAM_TIMEOUT");
-    assert.match(result.outcome.error!.message, /did not finish/);
-  });
-});
-
-describe("IncidentService.loadTenant: failures", () => {
-  const failures: [string, unknown, string][] = [
+  const firstLoadFailures: [string, unknown, string][] = [
     ["upstream throttling", new UpstreamError("THROTTLED", "429", { tenantId: TENANT, backend: "defender", status: 429, retryAfterSeconds: 30 }), "THROTTLED"],
-    ["upstream 401", new UpstreamError("CONSENT_REQUIRED", "401", { tenantId: TENANT, backend: "defender", status: 401 }), "CONSENT_REQUIRED"],
-    ["upstream 403", new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 }), "MISSING_ROLE"],
     ["upstream 5xx", new UpstreamError("UPSTREAM_UNAVAILABLE", "503", { tenantId: TENANT, backend: "defender", status: 503 }), "UPSTREAM_UNAVAILABLE"],
-    ["upstream garbage", new UpstreamError("UPSTREAM_BAD_RESPONSE", "bad json", { tenantId: TENANT, backend: "defender", status: 200 }), "UPSTREAM_BAD_RESPONSE"],
-    ["token consent", new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 7000229 }), "CONSENT_REQUIRED"],
     ["token credential", new TokenAcquisitionError({ code: "INVALID_CLIENT_CREDENTIAL", aadsts: 7000215 }), "INVALID_CLIENT_CREDENTIAL"],
-    ["token throttled", new TokenAcquisitionError({ code: "THROTTLED", tenantId: TENANT, retryAfterSeconds: 60 }), "THROTTLED"],
     ["an abort from below", new DOMException("aborted", "AbortError"), "DEADLINE_EXCEEDED"],
     ["a bug", new TypeError("x is undefined at https://api.security.microsoft.com/api/incidents"), "INTERNAL"],
   ];
-
-  for (const [what, error, code] of failures) {
-    it(`answers ${code} for ${what}, without throwing`, async () => {
+  for (const [what, error, code] of firstLoadFailures) {
+    it(`a first load that fails with ${what} answers ${code}, serves nothing and throws nothing`, async () => {
       const { service, defender, lines } = setup();
       defender.fail = error;
       const result = await service.loadTenant(target);
-      assert.equal(result.outcome.ok, false);
-      assert.equal(result.outcome.fromCache, false);
-      assert.equal(result.outcome.fetchedAt, null);
-      assert.deepEqual(result.incidents, []);
-      assert.equal(result.outcome.error!.code, code);
+      assert.equal(result.usable, false);
+      assert.deepEqual([result.outcome.ok, result.outcome.fromCache, result.outcome.fetchedAt, result.outcome.error?.code], [false, false, null, code]);
       assert.ok(result.outcome.error!.hint.length > 0);
-      if (error instanceof UpstreamError || error instanceof TokenAcquisitionError) {
-        assert.equal(result.outcome.error!.retryAfterSeconds, error.retryAfterSeconds);
-      }
+      if (error instanceof UpstreamError || error instanceof TokenAcquisitionError) assert.equal(result.outcome.error!.retryAfterSeconds, error.retryAfterSeconds);
       if (code === "INTERNAL") {
         assert.equal(result.outcome.error!.message, "internal error");
         assert.ok(lines.some((l) => l.includes("x is undefined")), "the original is logged");
@@ -540,306 +568,165 @@ describe("IncidentService.loadTenant: failures", () => {
     });
   }
 
-  it("serves stale incidents, flagged, through a transient failure — within maxStaleMs", async () => {
-    const { service, defender, advance } = setup({ maxStaleMs: 10 * MINUTE });
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const first = await service.loadTenant(target);
-    advance(MINUTE);
-    defender.fail = new UpstreamError("UPSTREAM_UNAVAILABLE", "503", { tenantId: TENANT, backend: "defender", status: 503 });
-    const stale = await service.loadTenant(target);
-    assert.equal(stale.outcome.ok, false);
-    assert.equal(stale.outcome.fromCache, true);
-    assert.deepEqual(stale.outcome.fetchedAt, at(0), "says how old");
-    assert.equal(stale.outcome.error!.code, "UPSTREAM_UNAVAILABLE");
-    assert.equal(stale.incidents, first.incidents);
-    assert.equal(service.stats().staleServed, 1);
-
-    advance(10 * MINUTE);
-    const tooOld = await service.loadTenant(target);
-    assert.deepEqual(tooOld.incidents, []);
-    assert.equal(tooOld.outcome.fromCache, false);
-    assert.equal(tooOld.outcome.fetchedAt, null);
-
-    defender.fail = undefined;
-    await service.loadTenant(target);
-    assert.notEqual(defender.listCalls.at(-1)!.updatedSince, undefined, "the cache survived: a delta");
-  });
-
-  it("serves nothing after a non-transient failure and forgets the tenant's cache", async () => {
-    const { service, defender, cache, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    await service.loadTenant(target);
-    advance(MINUTE);
-    defender.fail = new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT });
-    const revoked = await service.loadTenant(target);
-    assert.deepEqual(revoked.incidents, []);
-    assert.equal(revoked.outcome.fromCache, false);
-    assert.equal(revoked.outcome.error!.code, "CONSENT_REQUIRED");
-    assert.equal(await cache.get(TENANT), undefined);
-
-    defender.fail = undefined;
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.at(-1)!.updatedSince, undefined, "full list after consent is back");
-  });
-
-  it("treats an unreadable cache as empty and an unwritable one as a cost, not a failure", async () => {
-    const broken: IncidentCache = {
-      get: async () => {
-        throw new Error("redis down");
-      },
-      set: async () => {
-        throw new Error("redis down");
-      },
-      delete: async () => {},
-    };
-    const { service, defender, lines } = setup({ cache: broken as MemoryIncidentCache });
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const result = await service.loadTenant(target);
-    assert.equal(result.outcome.ok, true);
-    assert.deepEqual(idsOf(result.incidents), ["1"]);
-    assert.ok(lines.some((l) => l.includes("incident cache read failed")));
-  });
-});
-
-describe("IncidentService.loadTenants", () => {
-  it("loads all tenants at once, settled per tenant, in the order asked", async () => {
-    const { service, defender, graph } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    graph.fail = new TokenAcquisitionError({ code: "RESOURCE_NOT_PROVISIONED", tenantId: OTHER });
-    const all = service.loadTenants([target, { tenantId: OTHER, backend: "graph" }]);
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(graph.listCalls.length, 1, "the second started while the first waits");
-    assert.equal(defender.listCalls.length, 1);
-    gate.resolve();
-    const [ok, failed] = await all;
-    assert.equal(ok!.tenantId, TENANT);
-    assert.equal(ok!.outcome.ok, true);
-    assert.equal(failed!.tenantId, OTHER);
-    assert.equal(failed!.outcome.error!.code, "RESOURCE_NOT_PROVISIONED");
-  });
-});
-
-describe("IncidentService single-incident operations", () => {
-  it("gets from a fresh cache without a call, else from the backend", async () => {
-    const { service, defender, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    await service.loadTenant(target);
-    const cached = await service.getIncident(target, "1");
-    assert.equal(cached!.incidentId, "1");
-    assert.equal(defender.getCalls.length, 0);
-
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(SECOND) }));
-    const notYetListed = await service.getIncident(target, "2");
-    assert.equal(notYetListed!.incidentId, "2");
-    assert.deepEqual(defender.getCalls, [`${TENANT}/2`]);
-
-    advance(MINUTE);
-    await service.getIncident(target, "1");
-    assert.equal(defender.getCalls.length, 2, "stale cache: asks the backend");
-    assert.equal(await service.getIncident(target, "404"), undefined);
-
-    const deadline = Date.now() + 5000;
-    const controller = new AbortController();
-    await service.getIncident(target, "1", { signal: controller.signal, deadline });
-    const passed = defender.getOptions.at(-1)!;
-    assert.equal(passed.deadline, deadline, "the operation's deadline reaches the client");
-    assert.equal(passed.signal!.aborted, false);
-    controller.abort();
-    assert.equal(passed.signal!.aborted, true, "so does the operation's signal");
-  });
-
-  it("throws the backend's errors", async () => {
+  it("stops waiting at the deadline; the sync goes on and fills the mirror", async () => {
     const { service, defender } = setup();
-    defender.fail = new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 });
-    await assert.rejects(service.getIncident(target, "1"), (e: unknown) => e instanceof UpstreamError && e.code === "MISSING_ROLE");
-    await assert.rejects(service.updateIncident(target, "1", { status: "RESOLVED" }), UpstreamError);
+    many(defender, 3);
+    const gate = deferred();
+    defender.gate = gate.promise;
+    const result = await service.loadTenant(target, { deadline: Date.now() + 50 });
+    assert.equal(result.usable, false);
+    assert.equal(result.outcome.error!.code, "DEADLINE_EXCEEDED");
+    assert.equal(service.stats().deadlineExceeded, 1);
+    const running = service.sync(target);
+    gate.resolve();
+    assert.equal((await running.done).ran, true);
+    const later = await service.loadTenant(target);
+    assert.deepEqual([later.outcome.ok, later.outcome.fromCache], [true, true]);
+    assert.equal(defender.listCalls.length, 1);
   });
 
-  it("writes updates through and puts the answer in the cache, without making the tenant fresh", async () => {
-    const { service, defender, cache, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }), makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(-MINUTE) }));
+  it("makes no call for a caller whose signal already ended", async () => {
+    const { service, defender } = setup();
+    const result = await service.loadTenant(target, { signal: AbortSignal.abort() });
+    assert.equal(result.outcome.error!.code, "DEADLINE_EXCEEDED");
+    assert.equal(defender.listCalls.length, 0);
+  });
+});
+
+describe("IncidentService: single incidents", () => {
+  it("updateIncident writes through and into the mirror at once (a write event), leaving freshness and watermark", async () => {
+    const { service, defender, advance } = setup();
+    many(defender, 2);
     await service.loadTenant(target);
+    const before = (await mirror.state(TENANT))!;
+    const seq = (await mirror.changes(0, 100)).at(-1)!.seq;
     advance(MINUTE);
 
     const updated = await service.updateIncident(target, "1", { status: "RESOLVED", assignedTo: "soc@partner.example" });
     assert.deepEqual(defender.updateCalls, [{ tenantId: TENANT, incidentId: "1", patch: { status: "RESOLVED", assignedTo: "soc@partner.example" } }]);
-    assert.equal(updated.status, "RESOLVED");
-    const entry = (await cache.get(TENANT))!;
-    assert.equal(entry.incidents.find((i) => i.incidentId === "1")!.status, "RESOLVED");
-    assert.deepEqual(entry.fetchedAt, at(0), "not made fresh");
-    assert.deepEqual(entry.watermark, at(-MINUTE), "the delta still starts where the lists left off");
+    assert.deepEqual(await mirror.get(TENANT, "1"), updated);
+    const events = await mirror.changes(seq, 100);
+    assert.deepEqual(events.map((e) => [e.incidentId, e.kind, e.changed, e.source]), [["1", "updated", ["status", "assignedTo"], "write"]]);
+    const state = (await mirror.state(TENANT))!;
+    assert.deepEqual([state.fetchedAt, state.watermark], [before.fetchedAt, before.watermark], "not made fresh; deltas start where the lists left off");
 
-    const next = await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 2, "still stale: refreshed");
-    assert.equal(next.incidents.find((i) => i.incidentId === "1")!.status, "RESOLVED");
+    // The next delta lists the same version: nothing changes twice.
+    await service.loadTenant(target, { maxAgeMs: 0 });
+    assert.equal(defender.listCalls.length, 2);
+    assert.equal((await mirror.changes(seq, 100)).length, 1);
+    assert.equal((await mirror.get(TENANT, "1"))!.status, "RESOLVED");
   });
 
-  it("does not let an older listed copy replace a newer written one", async () => {
-    const { service, defender, cache, advance } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-MINUTE) }));
+  it("an older listed copy does not replace a newer written one", async () => {
+    const { service, defender, advance } = setup();
+    many(defender, 2);
     await service.loadTenant(target);
     advance(MINUTE);
-    // A delta that started before the update answers with the old copy after it.
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    const loading = service.loadTenant(target);
-    await new Promise((resolve) => setImmediate(resolve));
-    const stale = defender.data.get(TENANT)!.get("1")!;
-    defender.gate = undefined;
+    const listed = defender.data.get(TENANT)!.get("1")!;
     await service.updateIncident(target, "1", { status: "IN_PROGRESS" });
-    defender.put(stale); // the list answers what it read before the write
-    gate.resolve();
-    await loading;
-    assert.equal((await cache.get(TENANT))!.incidents.find((i) => i.incidentId === "1")!.status, "IN_PROGRESS");
+    defender.put(listed); // a list that read the incident before the write
+    await service.loadTenant(target, { maxAgeMs: 0 });
+    assert.equal((await mirror.get(TENANT, "1"))!.status, "IN_PROGRESS");
   });
 
-  it("forgets a tenant on request", async () => {
-    const { service, defender, cache } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
+  it("throws the backend's errors, and writes nothing", async () => {
+    const { service, defender } = setup();
+    many(defender, 1);
     await service.loadTenant(target);
-    await service.forget(TENANT.toUpperCase());
-    assert.equal(await cache.get(TENANT), undefined);
+    const seq = (await mirror.changes(0, 100)).at(-1)!.seq;
+    defender.fail = new UpstreamError("MISSING_ROLE", "403", { tenantId: TENANT, backend: "defender", status: 403 });
+    await assert.rejects(service.updateIncident(target, "1", { status: "RESOLVED" }), (e: unknown) => e instanceof UpstreamError && e.code === "MISSING_ROLE");
+    await assert.rejects(service.getIncident(target, "9"), UpstreamError);
+    assert.deepEqual(await mirror.changes(seq, 100), []);
   });
-});
 
-describe("MemoryIncidentCache", () => {
-  it("holds entries by tenant, by reference", async () => {
-    const cache = new MemoryIncidentCache();
-    const entry: TenantIncidentsEntry = { backend: "defender", incidents: [], watermark: null, fetchedAt: at(0) };
-    await cache.set(TENANT, entry);
-    assert.equal(await cache.get(TENANT), entry);
-    assert.equal(cache.size, 1);
-    await cache.delete(TENANT);
-    assert.equal(await cache.get(TENANT), undefined);
-  });
-});
-
-describe("IncidentService: lasting failures remembered (failureMemoryMs)", () => {
-  const forbidden = () => new UpstreamError("MISSING_ROLE", "the app lacks the incident permission in this tenant (HTTP 403)", { tenantId: TENANT, backend: "defender", status: 403 });
-
-  it("answers a lasting failure again with no call: same code, message and hint, retryAfterSeconds the time left", async () => {
-    const { service, defender, advance } = setup({ failureMemoryMs: MINUTE });
-    defender.fail = forbidden();
-    const first = await service.loadTenant(target);
-    assert.equal(first.outcome.error!.code, "MISSING_ROLE");
-    assert.equal(first.outcome.error!.retryAfterSeconds, undefined);
-    advance(15 * SECOND);
-    for (let i = 0; i < 5; i++) {
-      const again = await service.loadTenant(target);
-      assert.deepEqual(again.incidents, []);
-      assert.deepEqual({ ...again.outcome, durationMs: 0 }, {
-        tenantId: TENANT,
-        ok: false,
-        fromCache: false,
-        fetchedAt: null,
-        durationMs: 0,
-        complete: false,
-        error: { ...first.outcome.error!, retryAfterSeconds: 45 },
-      });
-    }
-    assert.equal(defender.listCalls.length, 1, "one list call for six loads");
-    assert.equal(service.stats().failuresRemembered, 5);
-    assert.equal(service.stats().refreshFailures, 1);
-
-    // Per tenant and backend: the Graph backend of the same tenant is still asked.
-    await service.loadTenant({ tenantId: TENANT, backend: "graph" });
-    await service.loadTenant({ tenantId: OTHER, backend: "defender" });
-    assert.equal(defender.listCalls.length, 2);
-
-    // A single incident of that tenant costs no call either.
-    await assert.rejects(service.getIncident(target, "7"), (e: unknown) => e === defender.fail);
+  it("getIncident answers from a fresh mirror without a call, else from the backend (into the mirror)", async () => {
+    const { service, defender, advance } = setup();
+    many(defender, 2);
+    await service.loadTenant(target);
+    assert.equal((await service.getIncident(target, "1"))!.incidentId, "1");
     assert.equal(defender.getCalls.length, 0);
 
-    advance(45 * SECOND);
-    defender.fail = undefined;
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "1" }));
-    const healed = await service.loadTenant(target);
-    assert.equal(healed.outcome.ok, true, "asked again once the memory ran out");
-    assert.equal(defender.listCalls.length, 3);
+    defender.put(makeIncident({ tenantId: TENANT, incidentId: "7", lastUpdateTime: at(SECOND) }));
+    assert.equal((await service.getIncident(target, "7"))!.incidentId, "7");
+    assert.deepEqual(defender.getCalls, [`${TENANT}/7`]);
+    assert.ok(await mirror.get(TENANT, "7"), "kept in the mirror");
+
+    advance(MINUTE);
+    await service.getIncident(target, "1");
+    assert.equal(defender.getCalls.length, 2, "stale mirror: asks the backend");
+    assert.equal(await service.getIncident(target, "404"), undefined);
   });
+});
 
-  it("does not remember failures that pass by themselves or concern one request", async () => {
-    const { service, defender } = setup({ failureMemoryMs: MINUTE });
-    for (const error of [
-      new UpstreamError("UPSTREAM_UNAVAILABLE", "503", { tenantId: TENANT, backend: "defender", status: 503 }),
-      new UpstreamError("NOT_FOUND", "404", { tenantId: TENANT, backend: "defender", status: 404 }),
-      new TokenAcquisitionError({ code: "THROTTLED", tenantId: TENANT, retryAfterSeconds: 30 }),
-      new TokenAcquisitionError({ code: "TENANT_MISMATCH", tenantId: TENANT }),
-    ]) {
-      defender.fail = error;
-      await service.loadTenant(target);
-      await service.loadTenant(target);
-    }
-    assert.equal(defender.listCalls.length, 8);
-    assert.equal(service.stats().failuresRemembered, 0);
-  });
+describe("IncidentService: replicas share the mirror through leases", () => {
+  it("two owners never sync one tenant at once: the second gets ran: false while the first holds the lease", async () => {
+    const a = setup({ owner: "replica-a" });
+    const b = setup({ owner: "replica-b" });
+    many(a.defender, 5);
+    many(b.defender, 5);
+    const gate = deferred();
+    a.defender.gate = gate.promise;
 
-  it("remembers every lasting token code, and nothing with failureMemoryMs 0", async () => {
-    const { service, defender } = setup({ failureMemoryMs: MINUTE });
-    const codes = ["CONSENT_REQUIRED", "TENANT_NOT_FOUND", "RESOURCE_NOT_PROVISIONED", "ACCESS_BLOCKED", "INVALID_CLIENT_CREDENTIAL", "CREDENTIAL_EXPIRED", "TOKEN_REQUEST_REJECTED"] as const;
-    for (const [i, code] of codes.entries()) {
-      const tenantId = `00000000-0000-4000-8000-00000000000${i}`;
-      defender.fail = new TokenAcquisitionError({ code, tenantId });
-      assert.equal((await service.loadTenant({ tenantId, backend: "defender" })).outcome.error!.code, code);
-      assert.equal((await service.loadTenant({ tenantId, backend: "defender" })).outcome.error!.code, code);
-      assert.equal(defender.listCalls.length, i + 1, code);
-    }
-    const off = setup({ failureMemoryMs: 0 });
-    off.defender.fail = forbidden();
-    await off.service.loadTenant(target);
-    await off.service.loadTenant(target);
-    assert.equal(off.defender.listCalls.length, 2);
-  });
+    const first = a.service.sync(target);
+    await until(() => a.defender.listCalls.length === 1, "replica A lists (holding the lease)");
+    assert.equal((await mirror.state(TENANT))!.leaseOwner, "replica-a");
+    assert.deepEqual(await b.service.sync(target).done, { ran: false });
+    assert.equal(b.defender.listCalls.length, 0, "B made no call");
+    assert.equal(b.service.stats().leaseBusy, 1);
 
-  it("forgetFailures ends the memory at once; a refresh that started before cannot re-remember", async () => {
-    const { service, defender } = setup({ failureMemoryMs: MINUTE });
-    defender.fail = new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 700016 });
-    await service.loadTenant(target);
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 1);
-    service.forgetFailures(TENANT.toUpperCase());
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 2, "asked again after the forget");
-
-    service.forgetFailures(TENANT, "defender");
-    const gate = deferred<void>();
-    defender.gate = gate.promise;
-    const racing = service.loadTenant(target);
-    while (defender.listCalls.length < 3) await new Promise((resolve) => setImmediate(resolve));
-    service.forgetFailures(TENANT);
     gate.resolve();
-    assert.equal((await racing).outcome.error!.code, "CONSENT_REQUIRED");
-    defender.gate = undefined;
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 4, "the failure that raced the forget was not remembered");
+    assert.deepEqual(await first.done, { ran: true, ok: true, changed: 5 });
+    assert.equal((await mirror.state(TENANT))!.leaseOwner, null);
+    const second = await b.service.sync(target).done;
+    assert.equal(second.ran, true, "free again: B syncs");
+    assert.equal(b.defender.listCalls.length, 1);
+    assert.notDeepEqual(b.defender.listCalls[0]!.updatedSince, at(-WINDOW), "B goes on from A's sync: a delta");
   });
 
-  it("remembers a failure the token provider gave from its memory no longer than the provider does", async () => {
-    const { service, defender, advance } = setup({ failureMemoryMs: MINUTE });
-    const original = new TokenAcquisitionError({ code: "CONSENT_REQUIRED", tenantId: TENANT, aadsts: 700016, correlationId: "abc" });
-    defender.fail = original.rememberedFor(10);
-    const first = await service.loadTenant(target);
-    assert.equal(first.outcome.error!.message, original.message, "the original message, word for word");
-    assert.equal(first.outcome.error!.retryAfterSeconds, 10);
-    advance(4 * SECOND);
-    assert.equal((await service.loadTenant(target)).outcome.error!.retryAfterSeconds, 6);
-    assert.equal(defender.listCalls.length, 1);
-    advance(6 * SECOND);
-    await service.loadTenant(target);
-    assert.equal(defender.listCalls.length, 2);
+  it("a never-synced tenant's load on one replica waits for the sync another replica runs", async () => {
+    const a = setup({ owner: "replica-a" });
+    const b = setup({ owner: "replica-b" });
+    many(a.defender, 5);
+    const gate = deferred();
+    a.defender.gate = gate.promise;
+    const syncing = a.service.sync(target);
+    await until(() => a.defender.listCalls.length === 1, "replica A lists");
+
+    const waiting = b.service.loadTenant(target);
+    await until(() => b.service.stats().leaseBusy === 1, "replica B found the lease taken");
+    gate.resolve();
+    const load = await waiting;
+    await syncing.done;
+    assert.equal(b.defender.listCalls.length, 0, "B never called upstream");
+    assert.equal(load.usable, true);
+    assert.equal(load.outcome.incidentsMirrored, 5);
+    assert.deepEqual(await mirrored(b.service), range(1, 5));
   });
 
-  it("a fresh cache entry (another replica's refresh) wins over a remembered failure", async () => {
-    const { service, defender, cache } = setup({ failureMemoryMs: MINUTE });
-    defender.fail = forbidden();
-    await service.loadTenant(target);
-    await cache.set(TENANT, { backend: "defender", incidents: [makeIncident({ tenantId: TENANT, incidentId: "9" })], watermark: null, fetchedAt: at(0), fullFetchedAt: at(0) });
-    const served = await service.loadTenant(target);
-    assert.equal(served.outcome.ok, true);
-    assert.deepEqual(idsOf(served.incidents), ["9"]);
-    assert.equal(defender.listCalls.length, 1);
+  it("close() ends running syncs' waits, keeps what they committed, records no failure, and releases the leases", async () => {
+    const { service, defender } = setup({ owner: "replica-c", maxPagesPerRefresh: 10 });
+    many(defender, 25);
+    defender.beforePage = (index) => (index === 1 ? new Promise(() => {}) : Promise.resolve());
+    const never = deferred();
+    const running = service.sync(target);
+    await until(async () => ((await mirror.state(TENANT))?.incidentCount ?? 0) === 10, "the first page is committed");
+    // The second page never comes; a gate on another tenant's list never opens either: only close() ends them.
+    defender.gate = never.promise;
+    const other = service.sync({ tenantId: OTHER, backend: "defender" });
+    await until(() => defender.listCalls.length === 2, "the other tenant's sync lists");
+    assert.equal(service.syncing, 2);
+    assert.equal((await mirror.state(TENANT))!.leaseOwner, "replica-c");
+    await service.close();
+    assert.equal((await running.done).ran, true);
+    assert.equal((await other.done).ran, true);
+    assert.equal(service.syncing, 0);
+    const state = (await mirror.state(TENANT))!;
+    assert.equal(state.leaseOwner, null, "released");
+    assert.equal(state.lastError, null, "shutting down is no failure");
+    assert.equal(state.incidentCount, 10, "the committed page stays");
+    assert.equal(service.stats().refreshFailures, 0);
+    assert.deepEqual(await service.sync(target).done, { ran: false }, "a closed service starts no sync");
   });
 });
 
@@ -864,104 +751,44 @@ describe("IncidentService.loadAlerts (Graph lists carry no alerts)", () => {
     entities: [],
   });
 
-  /** Lists like Graph without $expand (alerts null); `loadAlerts` reads incidents whole and records each batch. */
   class GraphFake extends FakeClient {
     readonly alertBatches: string[][] = [];
-    readonly failing = new Map<string, unknown>();
     constructor() {
       super("graph");
     }
     override async listIncidents(tenantId: string, options: ListOptions = {}): Promise<ListResult> {
-      const listed = await super.listIncidents(tenantId, options);
-      return { ...listed, incidents: listed.incidents.map((i) => ({ ...i, alerts: null })) };
+      const onPage = options.onPage;
+      return super.listIncidents(tenantId, {
+        ...options,
+        ...(onPage ? { onPage: (page) => onPage({ ...page, incidents: page.incidents.map((i) => ({ ...i, alerts: null })) }) } : {}),
+      });
     }
     async loadAlerts(tenantId: string, incidentIds: readonly string[]): Promise<AlertsLoad[]> {
       this.alertBatches.push([...incidentIds]);
-      return incidentIds.map((id) =>
-        this.failing.has(id) ? { ok: false, error: this.failing.get(id) } : { ok: true, incident: this.data.get(tenantId)?.get(id) },
-      );
+      return incidentIds.map((id) => ({ ok: true, incident: this.data.get(tenantId)?.get(id) }));
     }
   }
 
-  function graphSetup() {
+  it("reads them once per incident version, keeps them in the mirror, then answers from it with no call", async () => {
     const graph = new GraphFake();
-    const { service, cache, advance } = setup({ clients: { defender: new FakeClient("defender"), graph } });
+    const { service } = setup({ clients: { defender: new FakeClient("defender"), graph } });
     graph.put(
       makeIncident({ tenantId: TENANT, incidentId: "1", lastUpdateTime: at(-10 * MINUTE), alerts: [alert("a1"), alert("a2")] }),
       makeIncident({ tenantId: TENANT, incidentId: "2", lastUpdateTime: at(-10 * MINUTE), alerts: [] }),
-      makeIncident({ tenantId: TENANT, incidentId: "3", lastUpdateTime: at(-10 * MINUTE), alerts: [alert("a3")] }),
     );
-    const wanted = (incidents: readonly Incident[], ...ids: string[]) =>
-      ids.map((id) => ({ incidentId: id, lastUpdateTime: incidents.find((i) => i.incidentId === id)!.lastUpdateTime }));
-    return { service, graph, cache, advance, wanted };
-  }
-
-  it("reads them once per incident, caches them with the incident, then answers from the cache with no call", async () => {
-    const { service, graph, cache, wanted } = graphSetup();
-    const loaded = await service.loadTenant(graphTarget);
-    assert.ok(loaded.incidents.every((i) => i.alerts === null), "not loaded by the list");
-
-    const first = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
-    assert.deepEqual(first, [[alert("a1"), alert("a2")], []], "none ([]) is not the same as not loaded");
-    assert.deepEqual(graph.alertBatches, [["1", "2"]], "one batch for the tenant");
-    const entry = (await cache.get(TENANT))!;
-    assert.deepEqual(entry.incidents.map((i) => [i.incidentId, i.alerts?.length ?? null]), [["1", 2], ["2", 0], ["3", null]]);
-    assert.deepEqual(entry.fetchedAt, at(0), "freshness does not move");
-
-    const again = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2", "3"));
-    assert.deepEqual(again, [[alert("a1"), alert("a2")], [], [alert("a3")]]);
-    assert.deepEqual(graph.alertBatches, [["1", "2"], ["3"]], "only the one never read");
-    const stats = service.stats();
-    assert.equal(stats.alertsFromCache, 2);
-    assert.equal(stats.alertsFetched, 3);
-  });
-
-  it("a newer version from the next refresh replaces the incident and its alerts; unchanged incidents keep theirs", async () => {
-    const { service, graph, advance, wanted } = graphSetup();
-    const loaded = await service.loadTenant(graphTarget);
-    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
-    // Incident 1 gains an alert upstream, which moves its lastUpdateTime.
-    graph.put({ ...graph.data.get(TENANT)!.get("1")!, lastUpdateTime: at(5 * SECOND), alerts: [alert("a1"), alert("a2"), alert("a4")] });
-    advance(31 * SECOND);
-    const refreshed = await service.loadTenant(graphTarget);
-    assert.equal(graph.listCalls.at(-1)!.updatedSince !== undefined, true, "a delta");
-    assert.equal(refreshed.incidents.find((i) => i.incidentId === "1")!.alerts, null, "replaced: alerts not loaded");
-    assert.deepEqual(refreshed.incidents.find((i) => i.incidentId === "2")!.alerts, [], "kept");
-
-    const answer = await service.loadAlerts(graphTarget, wanted(refreshed.incidents, "1", "2"));
-    assert.deepEqual(answer[0], [alert("a1"), alert("a2"), alert("a4")]);
-    assert.deepEqual(graph.alertBatches, [["1", "2"], ["1"]]);
-  });
-
-  it("does not serve cached alerts of a version older than the one asked about", async () => {
-    const { service, graph, wanted } = graphSetup();
-    const loaded = await service.loadTenant(graphTarget);
-    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "3"));
-    await service.loadAlerts(graphTarget, [{ incidentId: "3", lastUpdateTime: at(MINUTE) }]);
-    assert.deepEqual(graph.alertBatches, [["3"], ["3"]]);
-  });
-
-  it("settles per incident: a gone one is NOT_FOUND, a failed one its error, the others their alerts; failures are not cached", async () => {
-    const { service, graph, wanted } = graphSetup();
-    const loaded = await service.loadTenant(graphTarget);
-    const throttled = new UpstreamError("THROTTLED", "slow down", { tenantId: TENANT, backend: "graph", retryAfterSeconds: 3 });
-    graph.failing.set("2", throttled);
-    graph.data.get(TENANT)!.delete("3");
-    const answer = await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2", "3"));
-    assert.deepEqual(answer[0], [alert("a1"), alert("a2")]);
-    assert.equal(answer[1], throttled);
-    assert.ok(answer[2] instanceof UpstreamError);
-    assert.equal((answer[2] as UpstreamError).code, "NOT_FOUND");
-    graph.failing.clear();
-    await service.loadAlerts(graphTarget, wanted(loaded.incidents, "1", "2"));
-    assert.deepEqual(graph.alertBatches, [["1", "2", "3"], ["2"]]);
-  });
-
-  it("reads through getIncident on a backend without loadAlerts", async () => {
-    const { service, defender } = setup();
-    defender.put(makeIncident({ tenantId: TENANT, incidentId: "7", alerts: [alert("d1")] }));
-    const answer = await service.loadAlerts(target, [{ incidentId: "7", lastUpdateTime: at(0) }]);
-    assert.deepEqual(answer, [[alert("d1")]]);
-    assert.deepEqual(defender.getCalls, [`${TENANT}/7`]);
+    await service.loadTenant(graphTarget);
+    assert.equal((await mirror.get(TENANT, "1"))!.alerts, null, "not loaded by the list");
+    const wanted = [
+      { incidentId: "1", lastUpdateTime: at(-10 * MINUTE) },
+      { incidentId: "2", lastUpdateTime: at(-10 * MINUTE) },
+    ];
+    assert.deepEqual(await service.loadAlerts(graphTarget, wanted), [[alert("a1"), alert("a2")], []]);
+    assert.deepEqual(graph.alertBatches, [["1", "2"]]);
+    assert.deepEqual((await mirror.get(TENANT, "1"))!.alerts, [alert("a1"), alert("a2")]);
+    assert.deepEqual(await service.loadAlerts(graphTarget, wanted), [[alert("a1"), alert("a2")], []]);
+    assert.equal(graph.alertBatches.length, 1, "from the mirror");
+    await service.loadAlerts(graphTarget, [{ incidentId: "1", lastUpdateTime: at(MINUTE) }]);
+    assert.deepEqual(graph.alertBatches, [["1", "2"], ["1"]], "a newer version than the mirror holds is read again");
+    assert.deepEqual([service.stats().alertsFromCache, service.stats().alertsFetched], [2, 3]);
   });
 });

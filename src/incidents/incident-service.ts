@@ -638,9 +638,11 @@ export class IncidentService {
             state.fetchedAt !== null && (options.maxAgeMs === undefined ? state.fetchedAt.getTime() >= since - this.overlapMs : this.now() - state.fetchedAt.getTime() <= options.maxAgeMs);
         if (enough) return { ran: true, ok: true, changed: 0 };
         if (state.errorAt !== null && state.errorAt.getTime() >= since && state.lastError) return { ran: true, ok: false, error: state.lastError };
-        if (state.leaseOwner === null) {
-          // The holder finished (or died and its lease ran out) without the progress we need: the caller's next query syncs.
-          return firstPageOnly ? { ran: true, ok: true, changed: 0 } : "deadline";
+        if (state.leaseOwner === null || (state.leaseUntil !== null && state.leaseUntil.getTime() < Date.now())) {
+          // The holder finished without the progress we need, or died and its lease ran out: sync here.
+          const outcome = await raceDeadline(this.sync({ tenantId, backend: state.backend }, options.deadline).done, options);
+          if (outcome === "deadline" || outcome.ran) return outcome;
+          // Another replica took the lease meanwhile: go on watching its progress.
         }
       }
       const slept = await raceDeadline(sleep(FOREIGN_POLL_MS), options);

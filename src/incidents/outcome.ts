@@ -106,7 +106,7 @@ export function incomplete(held: number): TenantError {
   return {
     code: "INCOMPLETE",
     message: `the tenant's incidents are still being read: ${held} so far`,
-    hint: "The tenant has more incidents than one query reads: those read so far are returned, and each next query goes on from where this one stopped (nothing is read twice). Ask again; complete turns true when all are in.",
+    hint: "The tenant's first load is still under way: the incidents mirrored so far are returned, and the sync engine goes on from where it stopped (nothing is read twice), at the tenant's rate budget. Ask again later; complete turns true when all are in.",
   };
 }
 

@@ -42,9 +42,13 @@ before(async () => {
       LOG_LEVEL: "silent",
       DATA_DIR: "memory://",
       INCIDENTS_BACKEND: "graph",
-      // Nothing turns stale during the test: every call counted is one the queries caused.
+      // Nothing turns stale during the test, and no background sync runs: every call counted is one the
+      // queries caused (a tenant syncs when a query must wait for it: here, its first load).
       INCIDENT_FRESHNESS_SECONDS: "600",
+      INCIDENT_SYNC: "false",
       OPERATION_TIMEOUT_MS: "20000",
+      // A cold query waits for the tenant's whole first sync run (six pages), however loaded the machine.
+      INCIDENT_FIRST_LOAD_WAIT_MS: "20000",
     }),
   );
   gql = (query, variables) => postGraphQL(runtime.url, query, variables);

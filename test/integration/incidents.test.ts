@@ -7,18 +7,19 @@ import { startRuntime, type Runtime } from "../../src/runtime.js";
 import type { SandboxTenant } from "../../src/sandbox/tenants.js";
 import { postGraphQL, type GraphQLResponse } from "../helpers/graphql.js";
 
-const PAGE = `query($first: Int, $after: String, $filter: IncidentFilter, $orderBy: IncidentOrder, $tenantIds: [ID!]) {
-  incidents(first: $first, after: $after, filter: $filter, orderBy: $orderBy, tenantIds: $tenantIds) {
+const PAGE = `query($first: Int, $after: String, $filter: IncidentFilter, $orderBy: IncidentOrder, $tenantIds: [ID!], $maxAgeSeconds: Int) {
+  incidents(first: $first, after: $after, filter: $filter, orderBy: $orderBy, tenantIds: $tenantIds, maxAgeSeconds: $maxAgeSeconds) {
     totalCount
     pageInfo { hasNextPage endCursor }
     edges { cursor node { tenantId incidentId severity status lastUpdateTime createdTime assignedTo backend } }
-    tenantOutcomes { tenantId ok fromCache fetchedAt durationMs error { code hint retryAfterSeconds consentLink { url } } }
+    tenantOutcomes { tenantId ok fromCache fetchedAt durationMs syncState error { code hint retryAfterSeconds consentLink { url } } }
   }
 }`;
 
 /**
- * The incident cache's freshness bound. The cache reads an injected clock that only the test moves (`age`),
- * so whether a query finds the cache fresh never depends on how long the machine took between two queries.
+ * The mirror's freshness bound, and the `maxAgeSeconds` of the queries that want fresh data. The incident
+ * service reads an injected clock that only the test moves (`age`), so whether a query finds a tenant fresh
+ * never depends on how long the machine took between two queries.
  */
 const FRESHNESS_SECONDS = 2;
 /**
@@ -47,9 +48,12 @@ for (const backend of ["defender", "graph"] as const) {
     let gql: (query: string, variables?: Record<string, unknown>) => Promise<GraphQLResponse<any>>;
     let tenants: SandboxTenant[];
     const named = (name: string) => tenants.find((t) => t.displayName === name)!;
-    /** The incident cache's clock: still unless the test ages the cache. */
+    /** The incident service's clock: still unless the test ages the mirror. */
     let incidentNowMs = Date.now();
-    /** Makes every cached tenant stale, so the next query refreshes each one (no waiting). */
+    /**
+     * Makes every synced tenant stale (older than FRESHNESS_SECONDS), so the next query with
+     * `maxAgeSeconds: FRESHNESS_SECONDS` syncs each one and waits for it; a query without it is served the mirror.
+     */
     const age = () => {
       incidentNowMs += FRESHNESS_SECONDS * 1000 + 1000;
     };
@@ -71,6 +75,12 @@ for (const backend of ["defender", "graph"] as const) {
           INCIDENTS_BACKEND: backend,
           INCIDENT_FRESHNESS_SECONDS: String(FRESHNESS_SECONDS),
           OPERATION_TIMEOUT_MS: String(OPERATION_TIMEOUT_MS),
+          // The query path alone: no background sync, so every call counted is one a query caused (a tenant
+          // syncs when a query must wait for it: never synced, or older than the query's maxAgeSeconds).
+          INCIDENT_SYNC: "false",
+          // The first query waits for every tenant's whole first sync run (up to the deadline), however
+          // loaded the machine: the paging test compares the complete mirror with the sandbox.
+          INCIDENT_FIRST_LOAD_WAIT_MS: String(OPERATION_TIMEOUT_MS),
         }),
         // startRuntime hands its dependencies to createApp, which takes the incident clock.
         deps,
@@ -128,8 +138,8 @@ for (const backend of ["defender", "graph"] as const) {
     it("makes no upstream call within the freshness bound, then one delta per tenant that shows changes", async () => {
       await gql(PAGE, { first: 1 });
       runtime.sandbox!.context.resetCounters();
-      const warm = await gql(PAGE, { first: 1 });
-      assert.ok(warm.body.data.incidents.tenantOutcomes.filter((o: any) => o.ok).every((o: any) => o.fromCache));
+      const warm = await gql(PAGE, { first: 1, maxAgeSeconds: FRESHNESS_SECONDS });
+      assert.ok(warm.body.data.incidents.tenantOutcomes.filter((o: any) => o.ok).every((o: any) => o.fromCache && o.syncState === "FRESH"));
       assert.equal(listCalls(), 0, "warm query made no list call");
 
       const contoso = named("Contoso Ltd");
@@ -137,7 +147,17 @@ for (const backend of ["defender", "graph"] as const) {
       assert.ok(changed);
       age();
       runtime.sandbox!.context.resetCounters();
-      const refreshed = await gql(PAGE, { first: 3, filter: { assignedTo: "night.shift@contoso.onmicrosoft.com" } });
+      // Stale, but the caller set no maxAgeSeconds: the mirror as it is, without a call or a wait.
+      const served = await gql(PAGE, { first: 3, filter: { assignedTo: "night.shift@contoso.onmicrosoft.com" } });
+      assert.equal(served.body.errors, undefined);
+      assert.equal(served.body.data.incidents.edges.length, 0, "the change is not in the mirror yet");
+      for (const t of readable()) {
+        const outcome = served.body.data.incidents.tenantOutcomes.find((o: any) => o.tenantId === t.id);
+        assert.deepEqual([outcome.ok, outcome.fromCache, outcome.syncState], [true, true, "STALE"], t.displayName);
+      }
+      assert.equal(listCalls(), 0, "a stale tenant is served without a list call");
+
+      const refreshed = await gql(PAGE, { first: 3, filter: { assignedTo: "night.shift@contoso.onmicrosoft.com" }, maxAgeSeconds: FRESHNESS_SECONDS });
       assert.equal(refreshed.body.errors, undefined);
       const edges = refreshed.body.data.incidents.edges;
       assert.equal(edges.length, 1);
@@ -171,11 +191,11 @@ for (const backend of ["defender", "graph"] as const) {
       runtime.sandbox!.context.resetCounters();
       const ids = [named("Trey Research").id, named("Litware, Inc.").id];
       const result = await gql(
-        `query($ids: [ID!]) {
-          incidents(tenantIds: $ids, first: 5) { totalCount }
-          tenants(first: 100) { edges { node { id incidentSummary { total } incidents(first: 1) { totalCount } } } }
+        `query($ids: [ID!], $maxAgeSeconds: Int) {
+          incidents(tenantIds: $ids, first: 5, maxAgeSeconds: $maxAgeSeconds) { totalCount }
+          tenants(first: 100) { edges { node { id incidentSummary { total } incidents(first: 1, maxAgeSeconds: $maxAgeSeconds) { totalCount } } } }
         }`,
-        { ids },
+        { ids, maxAgeSeconds: FRESHNESS_SECONDS },
       );
       assert.equal(result.body.errors, undefined, JSON.stringify(result.body.errors));
       const counters = runtime.sandbox!.context.counterSnapshot();
@@ -198,13 +218,13 @@ for (const backend of ["defender", "graph"] as const) {
     ] as const) {
       it(`keeps a ${kind} fault inside its tenant and answers within the deadline`, async () => {
         const victim = named(victimName);
-        // Stale caches: the query goes upstream for every tenant, so the victim's fault is met.
+        // Every tenant stale and a maxAgeSeconds below their age: the query syncs every tenant, so the victim's fault is met.
         age();
         runtime.sandbox!.context.setFault(victim.id, { kind, endpoints: ["incidents"], retryAfterSeconds: 30 });
         try {
           // A hang never answers: that the query answers at all, with the victim's timeout code below, shows the
           // deadline ended the wait (no wall-clock assertion: a loaded machine stretches every duration).
-          const result = await gql(PAGE, { first: 20 });
+          const result = await gql(PAGE, { first: 20, maxAgeSeconds: FRESHNESS_SECONDS });
           assert.equal(result.body.errors, undefined);
           const outcomes = result.body.data.incidents.tenantOutcomes;
           const failed = outcomes.find((o: any) => o.tenantId === victim.id);
@@ -288,3 +308,58 @@ for (const backend of ["defender", "graph"] as const) {
     });
   });
 }
+
+describe("a query that comes while a tenant's first sync run is under way", () => {
+  let runtime: Runtime;
+
+  before(async () => {
+    runtime = await startRuntime(
+      loadConfig({
+        PORT: "0",
+        LOG_LEVEL: "silent",
+        DATA_DIR: "memory://",
+        INCIDENTS_BACKEND: "defender",
+        // Only the queries sync; a cold query waits for the whole first run (up to the deadline).
+        INCIDENT_SYNC: "false",
+        INCIDENT_FIRST_LOAD_WAIT_MS: "20000",
+        OPERATION_TIMEOUT_MS: "20000",
+      }),
+    );
+  });
+  after(async () => {
+    await runtime?.close();
+  });
+
+  it("joins that run and waits for it, even once its first page is in the mirror: one list in all, the tenant complete", async () => {
+    const aw = runtime.sandbox!.tenants.find((t) => t.displayName === "Adventure Works Cycles")!;
+    const count = runtime.sandbox!.incidents.forTenant(aw.id).length;
+    assert.ok(count > 200, "several pages");
+    // Every page of the tenant's list is slow, so the run is still going when the second query comes.
+    runtime.sandbox!.context.setFault(aw.id, { kind: "slow-body", endpoints: ["defender.list"], durationMs: 400 });
+    const query = () => postGraphQL(runtime.url, PAGE, { tenantIds: [aw.id], first: 1 });
+    const first = query();
+    // The first page is committed, the run goes on (polled, with a cap).
+    for (let i = 0; ; i++) {
+      assert.ok(i < 2_000, "the first page never arrived");
+      const state = await runtime.app.incidents.mirror.state(aw.id);
+      if (state?.sweep && state.sweep.pages >= 1) {
+        assert.equal(state.fetchedAt, null, "the first run had already ended: the test proves nothing");
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const second = await query();
+    for (const result of [second, await first]) {
+      assert.equal(result.body.errors, undefined, JSON.stringify(result.body.errors));
+      const connection = result.body.data.incidents;
+      assert.deepEqual(
+        connection.tenantOutcomes.map((o: any) => [o.ok, o.syncState, o.error]),
+        [[true, "FRESH", null]],
+        JSON.stringify(connection.tenantOutcomes),
+      );
+      assert.equal(connection.totalCount, count);
+    }
+    const lists = runtime.sandbox!.context.counterSnapshot().byTenant[aw.id]?.["defender.list"] ?? 0;
+    assert.equal(lists, Math.floor(count / 100) + 1, "one run: pages of 100, and one more that says the list has ended");
+  });
+});

@@ -6,25 +6,26 @@ import { startRuntime, type Runtime } from "../../src/runtime.js";
 import { postGraphQL, type GraphQLResponse } from "../helpers/graphql.js";
 import { captureLogger } from "../helpers/log-capture.js";
 
-const INCIDENTS = `query($first: Int, $after: String, $filter: IncidentFilter, $orderBy: IncidentOrder, $tenantIds: [ID!], $tenantTags: [String!]) {
-  incidents(first: $first, after: $after, filter: $filter, orderBy: $orderBy, tenantIds: $tenantIds, tenantTags: $tenantTags) {
+const INCIDENTS = `query($first: Int, $after: String, $filter: IncidentFilter, $orderBy: IncidentOrder, $tenantIds: [ID!], $tenantTags: [String!], $maxAgeSeconds: Int) {
+  incidents(first: $first, after: $after, filter: $filter, orderBy: $orderBy, tenantIds: $tenantIds, tenantTags: $tenantTags, maxAgeSeconds: $maxAgeSeconds) {
     totalCount
     pageInfo { endCursor }
     tenantOutcomes { tenantId ok }
   }
 }`;
 
-const TENANT_INCIDENTS = `query($first: Int, $after: String, $filter: IncidentFilter) {
-  tenants(first: 3) { edges { node { id incidents(first: $first, after: $after, filter: $filter) { totalCount pageInfo { endCursor } } } } }
+const TENANT_INCIDENTS = `query($first: Int, $after: String, $filter: IncidentFilter, $maxAgeSeconds: Int) {
+  tenants(first: 3) { edges { node { id incidents(first: $first, after: $after, filter: $filter, maxAgeSeconds: $maxAgeSeconds) { totalCount pageInfo { endCursor } } } } }
 }`;
 
 /**
  * Refused arguments cost nothing upstream: every argument of every field that reaches tenants is checked
  * before the registry is asked for the tenants, before any token request and before any incident list.
- * A fresh server (cold token and incident caches, INCIDENT_FRESHNESS_SECONDS=0 so every load would go
- * upstream) answers each bad argument with BAD_USER_INPUT naming the field, and the sandbox's token and
- * list counters stay at zero. The last tests show that a valid query does call upstream, so the zeros mean
- * something.
+ * A fresh server (cold token cache, no tenant synced yet, and no background sync engine: INCIDENT_SYNC off,
+ * so every call the sandbox counts is one a query caused; a query waits for a tenant's whole first sync)
+ * answers each bad argument with BAD_USER_INPUT naming the field, and the sandbox's token and list
+ * counters stay at zero. The last tests show that a valid query does call upstream (a tenant never synced,
+ * or `maxAgeSeconds: 0` on one synced before), so the zeros mean something.
  */
 describe("argument validation before any tenant load, token or upstream call", () => {
   let runtime: Runtime;
@@ -62,7 +63,7 @@ describe("argument validation before any tenant load, token or upstream call", (
 
   before(async () => {
     runtime = await startRuntime(
-      loadConfig({ PORT: "0", LOG_LEVEL: "trace", DATA_DIR: "memory://", INCIDENT_FRESHNESS_SECONDS: "0", SANDBOX_INCIDENTS: "30" }),
+      loadConfig({ PORT: "0", LOG_LEVEL: "trace", DATA_DIR: "memory://", INCIDENT_SYNC: "false", INCIDENT_FIRST_LOAD_WAIT_MS: "60000", SANDBOX_INCIDENTS: "30" }),
       { logger: logs.logger },
     );
     const tenants = runtime.app.store.tenants;
@@ -87,7 +88,7 @@ describe("argument validation before any tenant load, token or upstream call", (
     assert.deepEqual(upstream(), { token: 0, list: 0, total: 0 });
   });
 
-  it("incidents: page size, malformed and foreign cursors, assignee filters, tenant lists", async () => {
+  it("incidents: page size, malformed and foreign cursors, assignee filters, tenant lists, maxAgeSeconds", async () => {
     const tenantsCursor = (await gql("{ tenants(first: 1) { pageInfo { endCursor } } }")).body.data.tenants.pageInfo.endCursor;
     assert.ok(tenantsCursor);
     assert.ok(registry.loads > 0, "registry loads are counted");
@@ -107,6 +108,8 @@ describe("argument validation before any tenant load, token or upstream call", (
       ["too many tenant ids", { tenantIds: Array.from({ length: 1001 }, () => tenantId()) }, "tenantIds"],
       ["too many tenant tags", { tenantTags: Array.from({ length: 101 }, (_, i) => `t${i}`) }, "tenantTags"],
       ["a tenant tag too long", { tenantTags: ["x".repeat(65)] }, "tenantTags"],
+      ["maxAgeSeconds -1", { maxAgeSeconds: -1 }, "maxAgeSeconds"],
+      ["maxAgeSeconds past a day", { maxAgeSeconds: 86_401, tenantIds: [tenantId()] }, "maxAgeSeconds"],
     ];
     for (const [label, variables, field] of cases) await refuse(label, INCIDENTS, variables, field);
     assert.deepEqual(upstream(), { token: 0, list: 0, total: 0 });
@@ -119,6 +122,8 @@ describe("argument validation before any tenant load, token or upstream call", (
       ["malformed cursor", { after: "%%%" }, "after"],
       ["blank assignedTo", { filter: { assignedTo: "" } }, "filter.assignedTo"],
       ["search too long", { filter: { search: "b".repeat(201) } }, "filter.search"],
+      ["maxAgeSeconds -1", { maxAgeSeconds: -1 }, "maxAgeSeconds"],
+      ["maxAgeSeconds past a day", { maxAgeSeconds: 86_401 }, "maxAgeSeconds"],
     ] as const) {
       // The parent `tenants` field reads the registry by design; its `incidents` go no further.
       await refuse(label, TENANT_INCIDENTS, variables, field, { registryAllowed: true });
@@ -177,9 +182,10 @@ describe("argument validation before any tenant load, token or upstream call", (
     assert.deepEqual(upstream(), { token: 0, list: 0, total: 0 });
   });
 
-  it("a valid query does call upstream (the cache was cold), and a cursor is only good for its own query", async () => {
+  it("a valid query does call upstream (the tenant was never synced), and a cursor is only good for its own query", async () => {
     const t = tenantId();
-    const mine = { tenantIds: [t], first: 2, filter: { severity: ["HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNKNOWN"] } };
+    // maxAgeSeconds 0: once the tenant is synced, every load of it that gets past the arguments syncs it again.
+    const mine = { tenantIds: [t], first: 2, filter: { severity: ["HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNKNOWN"] }, maxAgeSeconds: 0 };
     const first = await gql(INCIDENTS, mine);
     assert.equal(first.body.errors, undefined, first.text.slice(0, 300));
     const cold = upstream();
@@ -187,16 +193,16 @@ describe("argument validation before any tenant load, token or upstream call", (
     const cursor = first.body.data.incidents.pageInfo.endCursor;
     assert.ok(cursor);
 
-    // Foreign cursors, refused before the (stale, so upstream-bound) load: another filter, other tenants, another field.
+    // Foreign cursors, refused before the (maxAgeSeconds 0, so upstream-bound) load: another filter, other tenants, another field.
     await refuse("cursor of another filter", INCIDENTS, { ...mine, filter: { severity: ["HIGH"] }, after: cursor }, "after");
     await refuse("cursor of other tenants", INCIDENTS, { ...mine, tenantIds: undefined, after: cursor }, "after");
     await refuse("cursor of another order", INCIDENTS, { ...mine, orderBy: { field: "CREATED_TIME", direction: "DESC" }, after: cursor }, "after");
-    await refuse("cursor of another field", TENANT_INCIDENTS, { first: 2, filter: mine.filter, after: cursor }, "after", { registryAllowed: true });
+    await refuse("cursor of another field", TENANT_INCIDENTS, { first: 2, filter: mine.filter, after: cursor, maxAgeSeconds: 0 }, "after", { registryAllowed: true });
 
-    // Its own query takes it, and (freshness 0) that load goes upstream: the zeros above were not for want of staleness.
+    // Its own query takes it, and (maxAgeSeconds 0) that load goes upstream: the zeros above were not for want of a sync.
     const before = upstream();
     const next = await gql(INCIDENTS, { ...mine, after: cursor });
     assert.equal(next.body.errors, undefined, next.text.slice(0, 300));
-    assert.ok(upstream().list > before.list, "the accepted page refreshed the stale tenant");
+    assert.ok(upstream().list > before.list, "the accepted page (maxAgeSeconds 0) synced the tenant again");
   });
 });

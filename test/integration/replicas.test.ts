@@ -23,7 +23,9 @@ const REDIS_URL = process.env.TEST_REDIS_URL;
 const skip = !DATABASE_URL || !REDIS_URL ? "needs TEST_DATABASE_URL and TEST_REDIS_URL (set by .ci/run)" : false;
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
-const QUEUE = `query($ids: [ID!]) { incidents(tenantIds: $ids, first: 20) { totalCount tenantOutcomes { tenantId ok fromCache error { code } } } }`;
+const QUEUE = `query($ids: [ID!], $maxAgeSeconds: Int) {
+  incidents(tenantIds: $ids, first: 20, maxAgeSeconds: $maxAgeSeconds) { totalCount tenantOutcomes { tenantId ok fromCache syncState error { code } } }
+}`;
 
 /**
  * The gateway's view of one subgraph run as several replicas: round robin, and the next replica when one
@@ -99,8 +101,13 @@ describe("two replicas on PostgreSQL and Redis behind @apollo/gateway", { skip }
         DATABASE_URL: databaseUrl(),
         REDIS_URL,
         REDIS_PREFIX: prefix,
-        // Fresh for the whole cold burst however loaded the machine; the test ages the cache by its clock.
+        // Fresh for the whole cold burst however loaded the machine; the test ages the mirror by its clock.
         INCIDENT_FRESHNESS_SECONDS: "60",
+        // No background sync: every list call counted is one a query caused (tenants sync when a query must
+        // wait for them: never synced, or older than its maxAgeSeconds).
+        INCIDENT_SYNC: "false",
+        // A cold query waits for each tenant's whole first sync run (up to the operation's deadline), however loaded the machine.
+        INCIDENT_FIRST_LOAD_WAIT_MS: "60000",
       }),
       t.sandbox,
     );
@@ -151,11 +158,25 @@ describe("two replicas on PostgreSQL and Redis behind @apollo/gateway", { skip }
 
     const before = new Map(readable.map((x) => [x.id, lists(x.id)]));
     clockOffsetMs += 61_000;
-    const stale = await Promise.all(Array.from({ length: 12 }, () => viaGateway(QUEUE, { ids })));
-    for (const result of stale) assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+    // Stale now: without maxAgeSeconds the mirror is served as it is, with no call (no engine runs here).
+    const served = await viaGateway(QUEUE, { ids });
+    assert.equal(served.errors, undefined, JSON.stringify(served.errors));
+    assert.ok(
+      served.data.incidents.tenantOutcomes.every((o: any) => o.ok && o.fromCache && o.syncState === "STALE"),
+      JSON.stringify(served.data.incidents.tenantOutcomes),
+    );
+    assert.deepEqual(new Map(readable.map((x) => [x.id, lists(x.id)])), before, "a stale tenant is served without a call");
+    // Callers that want data at most 60 s old: each tenant is synced once more, by one replica for both.
+    const stale = await Promise.all(Array.from({ length: 12 }, () => viaGateway(QUEUE, { ids, maxAgeSeconds: 60 })));
+    for (const result of stale) {
+      assert.equal(result.errors, undefined, JSON.stringify(result.errors));
+      assert.ok(result.data.incidents.tenantOutcomes.every((o: any) => o.ok), JSON.stringify(result.data.incidents.tenantOutcomes.filter((o: any) => !o.ok)));
+    }
     for (const tenant of readable) {
       assert.equal(lists(tenant.id) - before.get(tenant.id)!, 1, `${tenant.displayName}: one delta call in all, not one per replica`);
     }
+    const deltas = replicas.map((r) => r.incidents.stats().refreshes);
+    assert.equal(deltas[0]! + deltas[1]!, 2 * readable.length, `syncs per replica: ${deltas.join(" + ")}`);
   });
 
   it("keeps serving, and loses no stored data, when one replica stops under load", async () => {

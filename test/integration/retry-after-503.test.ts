@@ -19,7 +19,8 @@ describe("503 with Retry-After", () => {
   let tenants: SandboxTenant[];
 
   before(async () => {
-    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "silent", DATA_DIR: "memory://", OPERATION_TIMEOUT_MS: "5000" }));
+    // No background sync engine: the counters see only these calls, and a tenant is first synced by the query that names it.
+    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "silent", DATA_DIR: "memory://", OPERATION_TIMEOUT_MS: "5000", INCIDENT_SYNC: "false" }));
     tenants = runtime.sandbox!.tenants.filter((t) => t.resources.defender && t.resources.graph && t.consent.granted && t.incidentCount > 0);
     assert.ok(tenants.length >= 3);
   });

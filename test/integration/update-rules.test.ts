@@ -27,7 +27,8 @@ describe("updateIncident: what each backend can write", () => {
     runtime.sandbox!.incidents.forTenant(tenant.id).find((r) => r.status === "Active" && r.redirectIncidentId === null)!;
 
   before(async () => {
-    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "silent", DATA_DIR: "memory://", SANDBOX_INCIDENTS: "20" }));
+    // The request path only (INCIDENT_SYNC off): the sandbox counts just what each mutation caused.
+    runtime = await startRuntime(loadConfig({ PORT: "0", LOG_LEVEL: "silent", DATA_DIR: "memory://", SANDBOX_INCIDENTS: "20", INCIDENT_SYNC: "false" }));
     const consented = runtime.sandbox!.tenants.filter((t) => t.resources.defender && t.resources.graph && t.consent.granted);
     defenderTenant = consented[0]!;
     graphTenant = consented[1]!;

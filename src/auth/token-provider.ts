@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AuthenticationResult, ClientCredentialRequest } from "@azure/msal-node";
 import type { Logger } from "pino";
 import { tokenEndpointLogOf, type TokenEndpointLog } from "./msal-client.js";
+import type { SharedToken, SharedTokenCache, SharedTokenTicket } from "./shared-token-cache.js";
 import { readTokenClaims, tokenFingerprint, type TokenClaims } from "./token-claims.js";
 import { TokenAcquisitionError, toTokenAcquisitionError, type TokenErrorCode } from "./token-errors.js";
 
@@ -22,7 +23,7 @@ export interface AccessToken {
   accessToken: string;
   /** When it expires, on the provider's clock. */
   expiresOn: Date;
-  /** True when no token call was made for this answer (provider memory or MSAL's cache). */
+  /** True when no token call was made for this answer (provider memory, the fleet's shared cache, or MSAL's cache). */
   fromCache: boolean;
   /**
    * The decoded claims; undefined when the token is not a readable JWT (Microsoft may issue opaque or
@@ -48,7 +49,7 @@ export interface GetTokenOptions {
 export interface TokenProviderStats {
   /** `getToken` calls. */
   requests: number;
-  /** Answered from the provider's memory. */
+  /** Answered from the provider's memory, or from the fleet's shared cache (no call into MSAL). */
   cacheHits: number;
   /** Joined a token call another caller had started. */
   coalesced: number;
@@ -116,6 +117,11 @@ export interface TokenProviderOptions {
   logger?: Logger;
   /** Where the network layer recorded failed answers; default the one of `client`, if it has one. */
   answers?: TokenEndpointLog;
+  /**
+   * Tokens shared by every replica (REDIS_URL and TOKEN_CACHE_KEY): consulted before a token request, filled
+   * after one, and invalidated with this provider's memory. Unset: this replica's tokens are its own.
+   */
+  shared?: SharedTokenCache;
 }
 
 /**

@@ -236,10 +236,11 @@ export class IncidentMirror {
 
   /**
    * One page of a parsed query over some tenants' mirrored incidents: one indexed query for the page
-   * (`first + 1` rows after the cursor's key, in the query's order), one count for `totalCount`, and one
-   * probe for `hasPreviousPage` when there is a cursor.
+   * (`first + 1` rows after the cursor's key, in the query's order), one count for `totalCount` (unless the
+   * caller knows it: the tenants' counts in their sync states, for an unfiltered query), and one probe for
+   * `hasPreviousPage` when there is a cursor.
    */
-  async page(tenantIds: readonly string[], query: ParsedIncidentQuery): Promise<IncidentPage> {
+  async page(tenantIds: readonly string[], query: ParsedIncidentQuery, knownTotal?: number): Promise<IncidentPage> {
     const { order, first, afterKey, binding } = query;
     if (tenantIds.length === 0) return { edges: [], totalCount: 0, hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null };
     const params: unknown[] = [tenantIds];
@@ -253,7 +254,10 @@ export class IncidentMirror {
       `SELECT body::text AS body FROM incidents WHERE ${pageWhere.join(" AND ")} ORDER BY ${orderBy} LIMIT $${params.length}`,
       params,
     );
-    const countPromise = this.db.query<{ n: string }>(`SELECT count(*) AS n FROM incidents WHERE ${countWhere.join(" AND ")}`, countParams);
+    const countPromise =
+      knownTotal !== undefined
+        ? Promise.resolve([{ n: String(knownTotal) }])
+        : this.db.query<{ n: string }>(`SELECT count(*) AS n FROM incidents WHERE ${countWhere.join(" AND ")}`, countParams);
     const previousPromise = atOrBefore
       ? this.db.query(`SELECT 1 FROM incidents WHERE ${[...where, atOrBefore].join(" AND ")} LIMIT 1`, params.slice(0, -1))
       : Promise.resolve([]);

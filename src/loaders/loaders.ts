@@ -131,18 +131,13 @@ export function createLoaders(
       );
       const allowed = parsed.filter((_, i) => visible[i]);
       for (const { tenantId } of allowed) tenantsTouched.add(tenantId);
-      const loaded = await Promise.all(
-        allowed.map(({ tenantId, backend, maxAgeMs }) =>
-          services.incidents.loadTenant(
-            { tenantId, backend },
-            {
+      const loaded =
+        allowed.length > 0
+          ? await services.incidents.loadTenants(allowed, {
               ...(options.signal ? { signal: options.signal } : {}),
               ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
-              ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
-            },
-          ),
-        ),
-      );
+            })
+          : [];
       options.onTenantLoads?.(loaded);
       if (services.outcomes) {
         const loadedRecords = await records.loadMany(loaded.map((l) => l.tenantId));

@@ -176,6 +176,7 @@ export class IncidentsResolver {
       .page(
         loaded.filter((l) => l.usable).map((l) => l.tenantId),
         query,
+        loaded,
       )
       .catch(toPublicError);
     return {

@@ -10,7 +10,7 @@ import { answerConsentPage } from "../helpers/consent-browser.js";
 import { postGraphQL, type GraphQLResponse } from "../helpers/graphql.js";
 
 const OUTCOMES = `query($ids: [ID!]) {
-  incidents(first: 1, tenantIds: $ids) {
+  incidents(first: 1, tenantIds: $ids, maxAgeSeconds: 0) {
     edges { node { incidentId } }
     tenantOutcomes { tenantId ok error { code consentLink { url } } }
   }
@@ -57,9 +57,11 @@ describe("tenant outcomes are remembered in the registry", () => {
         PORT: "0",
         LOG_LEVEL: "silent",
         DATA_DIR: "memory://",
-        // Every query goes upstream (no fresh cache, no remembered failure): what is recorded is what happened.
+        // Every query goes upstream (maxAgeSeconds: 0, no remembered failure, no background syncs of its own):
+        // what is recorded is what the query met.
         INCIDENT_FRESHNESS_SECONDS: "0",
         TENANT_FAILURE_MEMORY_SECONDS: "0",
+        INCIDENT_SYNC: "false",
       }),
     );
     browser = createDispatcher({ trustedCaPem: [runtime.sandbox!.caCertPem], connectTimeoutMs: 5000, connectionsPerOrigin: 4 });

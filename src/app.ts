@@ -15,6 +15,7 @@ import { CallerAuthError, createEntraCallerVerifier } from "./auth/caller-jwt.js
 import { readableScope, type Caller } from "./auth/caller.js";
 import { ConsentLinks } from "./auth/consent.js";
 import { createConfidentialClient } from "./auth/msal-client.js";
+import { openSharedTokenCache, type RedisSharedTokenCache } from "./auth/shared-token-cache.js";
 import { UndiciNetworkClient } from "./auth/network-client.js";
 import { diagnoseToken } from "./auth/token-diagnostics.js";
 import { createTokenProvider, type TokenProvider } from "./auth/token-provider.js";
@@ -114,9 +115,35 @@ export async function createApp(config: Config, deps: AppDependencies = {}): Pro
     logger,
   });
   const failureMemoryMs = config.incidents.failureMemorySeconds * 1000;
-  const tokenProvider = createTokenProvider({ client: msal, authorityHost: config.upstream.authorityHost, failureMemoryMs, logger });
-  // With Redis, replicas share the per-tenant rate windows, the refresh locks and the incident cache.
+  // With Redis, replicas share the per-tenant rate windows and (with TOKEN_CACHE_KEY) the tokens.
   const redis = config.store.redisUrl ? await connectRedis(config.store.redisUrl, logger) : undefined;
+  let sharedTokens: RedisSharedTokenCache | undefined;
+  if (redis && config.store.tokenCacheKey) {
+    try {
+      sharedTokens = await openSharedTokenCache(redis, {
+        secret: config.store.tokenCacheKey,
+        prefix: config.store.redisPrefix,
+        // Replicas of another app registration or cloud (a rolling change) never take these tokens.
+        partition: `${config.credential.clientId}|${config.upstream.authorityHost}`,
+        logger,
+      });
+    } catch (error) {
+      redis.disconnect();
+      await dispatcher.close();
+      throw error;
+    }
+  } else if (config.store.tokenCacheKey) {
+    logger.warn("TOKEN_CACHE_KEY is set but REDIS_URL is not: tokens are not shared between replicas");
+  } else if (redis && config.mode === "azure") {
+    logger.info("REDIS_URL without TOKEN_CACHE_KEY: each replica asks Entra for its own tokens");
+  }
+  const tokenProvider = createTokenProvider({
+    client: msal,
+    authorityHost: config.upstream.authorityHost,
+    failureMemoryMs,
+    logger,
+    ...(sharedTokens ? { shared: sharedTokens } : {}),
+  });
   // Bound once metrics exist (they read the clients' budget); attempts before that are not counted.
   let metrics: Metrics | undefined;
   // Graph publishes no hunting call count: HUNTING_GRAPH_CALLS_PER_MINUTE is an assumed budget (rate-budget.ts).

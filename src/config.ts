@@ -113,6 +113,10 @@ const envSchema = z.object({
     emptyAsUndefined,
     z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL").optional(),
   ),
+  TOKEN_CACHE_KEY: z.preprocess(
+    emptyAsUndefined,
+    z.string().min(32, "must be at least 32 characters (shared by every replica)").optional(),
+  ),
   PUBLIC_URL: z.preprocess(
     emptyAsUndefined,
     z.url({ protocol: /^https?$/, error: "must be the http(s) URL browsers reach Crosswatch at" }).optional(),
@@ -202,6 +206,11 @@ export interface Config {
     redisUrl: string | undefined;
     /** Key prefix in Redis: deployments (or tests) sharing one Redis keep apart by it. */
     redisPrefix: string;
+    /**
+     * TOKEN_CACHE_KEY: with `redisUrl`, app-only tokens are shared by every replica through Redis, encrypted
+     * under a key derived from this (src/auth/shared-token-cache.ts). A secret: never logged, never returned.
+     */
+    tokenCacheKey: string | undefined;
   };
   consent: {
     /** Base URL browsers reach Crosswatch at; the consent callback is `${publicUrl}/consent/callback`. */
@@ -393,7 +402,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       defaultBackend: e.INCIDENTS_BACKEND,
       trustedCaPem: [],
     },
-    store: { databaseUrl: e.DATABASE_URL, dataDir: e.DATA_DIR, redisUrl: e.REDIS_URL, redisPrefix: e.REDIS_PREFIX },
+    store: { databaseUrl: e.DATABASE_URL, dataDir: e.DATA_DIR, redisUrl: e.REDIS_URL, redisPrefix: e.REDIS_PREFIX, tokenCacheKey: e.TOKEN_CACHE_KEY },
     consent: {
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ""),
       stateSecret: e.CONSENT_STATE_SECRET,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AuthenticationResult, ClientCredentialRequest } from "@azure/msal-node";
 import type { Logger } from "pino";
 import { tokenEndpointLogOf, type TokenEndpointLog } from "./msal-client.js";
-import type { SharedToken, SharedTokenCache, SharedTokenTicket } from "./shared-token-cache.js";
+import type { SharedToken, SharedTokenCache, SharedTokenLookup, SharedTokenTicket } from "./shared-token-cache.js";
 import { readTokenClaims, tokenFingerprint, type TokenClaims } from "./token-claims.js";
 import { TokenAcquisitionError, toTokenAcquisitionError, type TokenErrorCode } from "./token-errors.js";
 
@@ -185,6 +185,11 @@ interface Backoff {
  * - Every token is decoded and its `tid` checked against the tenant asked for — when it can be: a token
  *   that is not a readable JWT (opaque, encrypted) is used without claims, its expiry taken from MSAL's
  *   `expiresOn`, and the API it is sent to decides whether it is good.
+ * - With a shared cache (`shared`), a flight first looks there: a token another replica stored that is valid
+ *   for longer than the refresh margin is a cache hit (no call into MSAL); otherwise the flight asks MSAL and
+ *   stores the token for the others. While another replica is asking for the same token, the lookup waits
+ *   for it. `invalidate` reaches the shared cache and, through it, the other replicas' memory. The shared
+ *   cache never fails a token request: when it is unreachable the flight asks MSAL, as without one.
  */
 export class MsalTokenProvider implements TokenProvider {
   private readonly client: ClientCredentialClient;
@@ -201,6 +206,19 @@ export class MsalTokenProvider implements TokenProvider {
   private readonly backoffs = new Map<string, Backoff>();
   /** Keys whose next acquisition must skip MSAL's cache. */
   private readonly stale = new Set<string>();
+  private readonly shared: SharedTokenCache | undefined;
+  /**
+   * Keys another replica invalidated: the next acquisition skips MSAL's cache (which may still hold the old
+   * token), though a token stored in the shared cache since the invalidation is used.
+   */
+  private readonly renew = new Set<string>();
+  /**
+   * This replica's invalidations of shared entries: under way, or failed (false). A flight waits for the one
+   * of its key, so it never takes back the token just invalidated; a failed one is tried again, and failing
+   * again, the flight leaves the shared cache alone.
+   */
+  private readonly sharedInvalidations = new Map<string, Promise<boolean>>();
+  private lastSharedWarning = 0;
   /**
    * Bumped by `invalidate` and `forgetFailures`, so a flight that started before cannot store its (maybe
    * old) token or remember its (maybe outdated) failure.
@@ -230,6 +248,8 @@ export class MsalTokenProvider implements TokenProvider {
     this.now = options.now ?? Date.now;
     this.logger = options.logger?.child({ component: "token-provider" });
     this.answers = options.answers ?? tokenEndpointLogOf(options.client);
+    this.shared = options.shared;
+    this.shared?.onInvalidated((tenantId, resources) => this.dropInvalidated(tenantId, resources));
   }
 
   async getToken(tenantId: string, resource: TokenResource, options: GetTokenOptions = {}): Promise<AccessToken> {
@@ -284,12 +304,15 @@ export class MsalTokenProvider implements TokenProvider {
 
   invalidate(tenantId: string, resource?: TokenResource): void {
     const tenant = tenantId.trim().toLowerCase();
-    for (const r of resource ? [resource] : TOKEN_RESOURCES) {
+    const resources = resource ? [resource] : TOKEN_RESOURCES;
+    for (const r of resources) {
       const key = `${tenant}|${r}`;
       this.tokens.delete(key);
       this.stale.add(key);
       this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
     }
+    // Every replica drops the token too (a consent changed its roles; an API refused it).
+    if (this.shared && GUID.test(tenant)) void this.invalidateShared(tenant, resources);
   }
 
   forgetFailures(tenantId: string): void {
@@ -305,11 +328,20 @@ export class MsalTokenProvider implements TokenProvider {
     return { ...this.counters, cachedTokens: this.tokens.size };
   }
 
-  /** One flight: ask MSAL, renew past its cache when its token is too close to expiry, check the token. */
+  /**
+   * One flight: a token another replica shared, or else ask MSAL, renew past its cache when its token is too
+   * close to expiry, check the token, and share it.
+   */
   private async acquire(key: string, tenant: string, resource: TokenResource): Promise<AccessToken> {
-    this.counters.acquisitions++;
     const started = this.now();
     const generation = this.generations.get(key) ?? 0;
+    let ticket: SharedTokenTicket | undefined;
+    if (this.shared) {
+      const found = await this.fromShared(key, tenant, resource, generation, started);
+      if (found.answer) return found.answer;
+      ticket = found.ticket;
+    }
+    this.counters.acquisitions++;
     let correlationId = randomUUID();
     try {
       const request = (skipCache: boolean): ClientCredentialRequest => ({
@@ -318,7 +350,7 @@ export class MsalTokenProvider implements TokenProvider {
         correlationId,
         skipCache,
       });
-      const forceNetwork = this.stale.has(key) || this.tokens.has(key);
+      const forceNetwork = this.stale.has(key) || this.renew.has(key) || this.tokens.has(key);
       let result = await this.client.acquireTokenByClientCredential(request(forceNetwork));
       let token = this.accept(key, result);
       // MSAL keeps its own cache on its own clock; when its copy is one this provider already considers
@@ -352,10 +384,16 @@ export class MsalTokenProvider implements TokenProvider {
       if ((this.generations.get(key) ?? 0) === generation) {
         this.tokens.set(key, entry);
         this.stale.delete(key);
+        this.renew.delete(key);
       }
       // A token was had: whatever was remembered about this tenant is over.
       if (this.backoffs.get(key)?.lasting) this.backoffs.delete(key);
       if (!result.fromCache) this.counters.tokensIssued++;
+      if (ticket) {
+        const own = ticket;
+        ticket = undefined;
+        await this.toShared(own, key, tenant, resource, entry, generation);
+      }
       this.logger?.debug(
         {
           tenantId: tenant,
@@ -405,7 +443,133 @@ export class MsalTokenProvider implements TokenProvider {
         return this.answer(current, true);
       }
       throw failure;
+    } finally {
+      // A failed flight gives up its turn: another replica may ask at once.
+      ticket?.release();
     }
+  }
+
+  /**
+   * Before a token request: a token another replica stored and valid for longer than the refresh margin (a
+   * cache hit, kept in memory like one from MSAL), or the ticket to store this replica's. Never throws:
+   * without the shared cache the flight goes on to MSAL.
+   */
+  private async fromShared(
+    key: string,
+    tenant: string,
+    resource: TokenResource,
+    generation: number,
+    started: number,
+  ): Promise<{ answer?: AccessToken; ticket?: SharedTokenTicket }> {
+    const shared = this.shared!;
+    // This replica's own invalidation reaches the shared cache before the flight looks there.
+    const pending = this.sharedInvalidations.get(key);
+    if (pending && !(await pending) && !(await this.invalidateShared(tenant, [resource]))) return {};
+    let found: SharedTokenLookup;
+    try {
+      found = await shared.lookup(tenant, resource, { usable: (token) => this.sharedUsable(token, tenant, resource) });
+    } catch (error) {
+      this.sharedTrouble(error, { tenantId: tenant, resource }, "shared token cache unavailable: asking Entra");
+      return {};
+    }
+    if (!found.token) return { ticket: found.ticket };
+    const { accessToken, expiresAt } = found.token;
+    const claims = readTokenClaims(accessToken);
+    const entry: CachedToken = { accessToken, expiresAt, claims, fingerprint: tokenFingerprint(accessToken) };
+    if ((this.generations.get(key) ?? 0) === generation) {
+      this.tokens.set(key, entry);
+      this.stale.delete(key);
+      this.renew.delete(key);
+    }
+    if (this.backoffs.get(key)?.lasting) this.backoffs.delete(key);
+    this.counters.cacheHits++;
+    this.logger?.debug(
+      {
+        tenantId: tenant,
+        resource,
+        fingerprint: entry.fingerprint,
+        expiresOn: new Date(entry.expiresAt).toISOString(),
+        fromCache: true,
+        shared: true,
+        claimsReadable: claims !== undefined,
+        roles: claims?.roles,
+        durationMs: this.now() - started,
+      },
+      "access token taken from the shared cache",
+    );
+    return { answer: this.answer(entry, true) };
+  }
+
+  /** Whether another replica's token will do here: valid past the refresh margin, issued for this tenant. */
+  private sharedUsable(token: SharedToken, tenant: string, resource: TokenResource): boolean {
+    if (token.expiresAt - this.now() <= this.refreshMarginMs) return false;
+    const claims = readTokenClaims(token.accessToken);
+    if (claims && claims.tid !== tenant) {
+      this.logger?.warn({ tenantId: tenant, resource, tid: claims.tid, fingerprint: tokenFingerprint(token.accessToken) }, "shared token cache: a stored token names another tenant; asking Entra");
+      return false;
+    }
+    return true;
+  }
+
+  /** Shares a token this flight got, unless the key was invalidated meanwhile (it may predate the change). */
+  private async toShared(
+    ticket: SharedTokenTicket,
+    key: string,
+    tenant: string,
+    resource: TokenResource,
+    entry: CachedToken,
+    generation: number,
+  ): Promise<void> {
+    if ((this.generations.get(key) ?? 0) !== generation) {
+      ticket.release();
+      return;
+    }
+    try {
+      await ticket.store({ accessToken: entry.accessToken, expiresAt: entry.expiresAt }, entry.expiresAt - this.now());
+    } catch (error) {
+      this.sharedTrouble(error, { tenantId: tenant, resource }, "shared token cache unavailable: the token was not shared");
+    }
+  }
+
+  /** Deletes the tenant's shared tokens (and so the other replicas' copies); resolves whether that worked. */
+  private invalidateShared(tenant: string, resources: readonly TokenResource[]): Promise<boolean> {
+    const failed = (error: unknown) => {
+      this.sharedTrouble(error, { tenantId: tenant }, "shared token cache unavailable: other replicas keep the invalidated token until they renew it");
+      return false;
+    };
+    let done: Promise<boolean>;
+    try {
+      done = this.shared!.invalidate(tenant, resources).then(() => true, failed);
+    } catch (error) {
+      done = Promise.resolve(failed(error));
+    }
+    for (const r of resources) {
+      const key = `${tenant}|${r}`;
+      this.sharedInvalidations.set(key, done);
+      void done.then((ok) => {
+        if (ok && this.sharedInvalidations.get(key) === done) this.sharedInvalidations.delete(key);
+      });
+    }
+    return done;
+  }
+
+  /** Another replica invalidated the tenant's tokens: this replica's copies go too. */
+  private dropInvalidated(tenantId: string, resources: readonly TokenResource[]): void {
+    const tenant = tenantId.trim().toLowerCase();
+    for (const r of resources) {
+      const key = `${tenant}|${r}`;
+      this.tokens.delete(key);
+      this.renew.add(key);
+      this.generations.set(key, (this.generations.get(key) ?? 0) + 1);
+    }
+    this.logger?.debug({ tenantId: tenant, resources }, "tokens invalidated by another replica");
+  }
+
+  /** A shared cache failure: logged (at most once a minute), never thrown. */
+  private sharedTrouble(error: unknown, context: Record<string, unknown>, message: string): void {
+    if (Date.now() - this.lastSharedWarning < 60_000) return;
+    this.lastSharedWarning = Date.now();
+    this.logger?.warn({ ...context, err: { message: error instanceof Error ? error.message : String(error) } }, message);
   }
 
   /** Whether a token due for renewal may still be handed out: not invalidated, and valid for a while. */

@@ -136,7 +136,10 @@ export type SyncResult =
 
 /** A sync under way: settles `firstPage` when its first page is committed (or it ends), `done` when it ends. */
 interface SyncFlight {
+  /** Service clock. */
   startedAt: number;
+  /** Real time (`performance.now`), for waits. */
+  startedPerf: number;
   firstPage: Promise<void>;
   done: Promise<SyncResult>;
 }
@@ -262,7 +265,7 @@ export class IncidentService {
       // A tenant never synced: its first sync run, or — when that takes longer than `firstLoadWaitMs` — its
       // first page, so a large tenant's first query is not held up by the rest of its pages.
       const until = firstPageOnly
-        ? Promise.race([flight.firstPage.then(() => delay(this.firstLoadWaitMs - (this.now() - flight.startedAt))).then((): SyncResult => ({ ran: true, ok: true, changed: 0 })), flight.done])
+        ? Promise.race([flight.firstPage.then(() => delay(this.firstLoadWaitMs - (performance.now() - flight.startedPerf))).then((): SyncResult => ({ ran: true, ok: true, changed: 0 })), flight.done])
         : flight.done;
       const waited = await this.wait(until, options, tenantId, flight.startedAt, firstPageOnly);
       if (waited === "deadline") this.counters.deadlineExceeded++;
@@ -289,7 +292,6 @@ export class IncidentService {
     }
   }
 
-  /** Several tenants, all at once, settled per tenant. */
   /**
    * Several tenants, settled per tenant, their states read in one query (a 1,000-tenant page costs one
    * state read, not a thousand). A target's own `maxAgeMs` overrides the options'.
@@ -497,7 +499,7 @@ export class IncidentService {
     const done = this.runSync(tenantId, target.backend, deadline, signalFirstPage)
       .catch((error: unknown): SyncResult => ({ ran: true, ok: false, error: toTenantError(error, { tenantId, logger: this.logger }) }))
       .finally(() => this.flights.delete(key));
-    const flight: SyncFlight = { startedAt: this.now(), firstPage, done };
+    const flight: SyncFlight = { startedAt: this.now(), startedPerf: performance.now(), firstPage, done };
     this.flights.set(key, flight);
     return flight;
   }

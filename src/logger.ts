@@ -24,6 +24,8 @@ export const REDACT_PATHS = [
   "apiKey",
   "*.apiKey",
   '*["x-api-key"]',
+  "tokenCacheKey",
+  "*.tokenCacheKey",
 ];
 
 /**

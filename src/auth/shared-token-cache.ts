@@ -192,6 +192,7 @@ export class RedisSharedTokenCache implements SharedTokenCache {
   private readonly origin = randomUUID();
   private readonly listeners: ((tenantId: string, resources: TokenResource[]) => void)[] = [];
   private subscriber: Redis | undefined;
+  private endSubscriber: (() => void) | undefined;
   private lastUnreadableWarning = 0;
   private readonly counters: SharedTokenCacheStats = {
     hits: 0,
@@ -229,7 +230,8 @@ export class RedisSharedTokenCache implements SharedTokenCache {
     this.subscriber = subscriber;
     subscriber.on("error", (error: Error) => this.logger?.warn({ err: { message: error.message } }, "token invalidation channel: redis connection error"));
     subscriber.on("message", (channel: string, message: string) => this.received(channel, message));
-    this.redis.once("end", () => subscriber.disconnect());
+    this.endSubscriber = () => subscriber.disconnect();
+    this.redis.once("end", this.endSubscriber);
     if (subscriber.status === "wait") await subscriber.connect();
     await subscriber.subscribe(this.channel);
   }
@@ -238,6 +240,8 @@ export class RedisSharedTokenCache implements SharedTokenCache {
   async close(): Promise<void> {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
+    if (this.endSubscriber) this.redis.off("end", this.endSubscriber);
+    this.endSubscriber = undefined;
     await subscriber?.quit().catch(() => subscriber.disconnect());
   }
 

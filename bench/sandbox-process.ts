@@ -1,6 +1,7 @@
 import type { LatencySpec, RateLimitOptions } from "../src/sandbox/context.js";
 import { RESOURCES } from "../src/sandbox/resources.js";
 import { startSandbox, type Sandbox } from "../src/sandbox/sandbox.js";
+import { ADDED_TENANT_FIRST_INDEX, newSandboxTenant, type SandboxTenant } from "../src/sandbox/tenants.js";
 import { serveParent } from "./rpc.js";
 
 /**
@@ -45,19 +46,43 @@ export interface SandboxInfo {
 }
 
 let sandbox: Sandbox | undefined;
+let required: { defender: string[]; graph: string[] } = { defender: [], graph: [] };
+/** List calls received per tracked tenant, in order: when (Unix ms) and which URL (bench: no page read twice). */
+const listUrls = new Map<string, { at: number; url: string }[]>();
 const running = (): Sandbox => {
   if (!sandbox) throw new Error("the sandbox is not started");
   return sandbox;
 };
+
+/** What the parent learns of one tenant. */
+function infoOf(t: SandboxTenant): SandboxInfo["tenants"][number] {
+  const resource = t.resources.defender ? "defender" : "graph";
+  return {
+    id: t.id,
+    displayName: t.displayName,
+    tags: t.tags,
+    defender: t.resources.defender,
+    granted: t.consent.granted,
+    readable: t.consent.granted && required[resource].every((role) => t.consent.roles[resource].includes(role)),
+    canHunt: t.consent.granted && t.resources.graph && RESOURCES.graph.huntRoles.every((role) => t.consent.roles.graph.includes(role)),
+  };
+}
 
 serveParent(
   {
     /** `huntingRoles`: the app also requires the hunting roles, so the consented tenants grant them (bench/hunting.ts). */
     async start(params: { tenantCount: number; incidentsPerTenant: number; seed: number; huntingRoles?: boolean }): Promise<SandboxInfo> {
       sandbox = await startSandbox({ ...params, rateLimits: RATE_LIMITS, huntingTablesCached: params.tenantCount });
+      // Every list call of a tracked tenant: its URL (the gate sees each call once, before latency and faults).
+      const ctx = sandbox.context;
+      const gate = ctx.gate.bind(ctx);
+      ctx.gate = (request, reply, call) => {
+        if (call.endpoint === "defender.list" || call.endpoint === "graph.list") listUrls.get(call.tenantKey)?.push({ at: Date.now(), url: request.url });
+        return gate(request, reply, call);
+      };
       // Incident readability is judged by the incident roles alone, whether or not the hunting ones are required.
       const huntRoles: string[] = [...RESOURCES.defender.huntRoles, ...RESOURCES.graph.huntRoles];
-      const required = {
+      required = {
         defender: sandbox.context.app.requiredRoles.defender.filter((role) => !huntRoles.includes(role)),
         graph: sandbox.context.app.requiredRoles.graph.filter((role) => !huntRoles.includes(role)),
       };
@@ -66,18 +91,7 @@ serveParent(
         caCertPem: sandbox.caCertPem,
         clientId: sandbox.clientId,
         clientSecret: sandbox.clientSecret,
-        tenants: sandbox.tenants.map((t) => {
-          const resource = t.resources.defender ? "defender" : "graph";
-          return {
-            id: t.id,
-            displayName: t.displayName,
-            tags: t.tags,
-            defender: t.resources.defender,
-            granted: t.consent.granted,
-            readable: t.consent.granted && required[resource].every((role) => t.consent.roles[resource].includes(role)),
-            canHunt: t.consent.granted && t.resources.graph && RESOURCES.graph.huntRoles.every((role) => t.consent.roles.graph.includes(role)),
-          };
-        }),
+        tenants: sandbox.tenants.map(infoOf),
       };
     },
     /** Generates every tenant's incidents now (the sandbox does it lazily, on a tenant's first read). */
@@ -85,6 +99,33 @@ serveParent(
       const t0 = performance.now();
       for (const tenant of running().tenants) running().incidents.forTenant(tenant.id);
       return { ms: performance.now() - t0 };
+    },
+    /**
+     * Adds a consented Defender tenant of `incidents` incidents (past the 1,000 incidents the options and the
+     * control API allow), generates them now, and records the URL of every list call it receives.
+     */
+    addTenant(params: { displayName: string; incidents: number }) {
+      const ctx = running().context;
+      const tenant = newSandboxTenant(
+        { displayName: params.displayName, incidents: params.incidents, tags: ["bench-large"], index: ADDED_TENANT_FIRST_INDEX + ctx.addedTenants.length, now: ctx.now() },
+        (candidate) => ctx.findTenant(candidate) !== undefined,
+      );
+      tenant.resources = { defender: true, graph: true };
+      tenant.consent = { granted: true, roles: { defender: [...ctx.app.requiredRoles.defender], graph: [...ctx.app.requiredRoles.graph] } };
+      ctx.addTenant(tenant);
+      const t0 = performance.now();
+      running().incidents.forTenant(tenant.id);
+      listUrls.set(tenant.id, []);
+      return { tenant: infoOf(tenant), generatedMs: performance.now() - t0 };
+    },
+    /** The list calls a tracked tenant received, in order. */
+    listUrls(params: { tenantId: string }) {
+      return listUrls.get(params.tenantId.toLowerCase()) ?? [];
+    },
+    /** CPU time of the sandbox process so far, µs (user + system). */
+    cpu() {
+      const usage = process.cpuUsage();
+      return { userUs: usage.user, systemUs: usage.system };
     },
     setLatency(latency: LatencySpec | null) {
       running().context.latency = latency ?? undefined;

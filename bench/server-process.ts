@@ -3,6 +3,12 @@ import fastifyApollo, { fastifyApolloDrainPlugin } from "@as-integrations/fastif
 import Fastify from "fastify";
 import { createApp, type App } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
+import { mapDefenderIncident } from "../src/defender/defender-mapper.js";
+import type { Incident } from "../src/defender/incident.js";
+import { IncidentMirror } from "../src/incidents/mirror.js";
+import { SandboxContext } from "../src/sandbox/context.js";
+import { defenderIncident } from "../src/sandbox/incident-serializers.js";
+import { IncidentStore } from "../src/sandbox/incidents-store.js";
 import { withSandbox } from "../src/runtime.js";
 import type { Sandbox } from "../src/sandbox/sandbox.js";
 import { openStore, type Store } from "../src/store/store.js";
@@ -24,6 +30,10 @@ import type { SandboxInfo } from "./sandbox-process.js";
 export interface AppParams {
   freshnessSeconds: number;
   operationTimeoutMs?: number;
+  /** The background sync engine (INCIDENT_SYNC); default on, as in a deployment. */
+  sync?: boolean;
+  /** More settings (e.g. INCIDENT_FIRST_LOAD_WAIT_MS), as environment variables. */
+  env?: Record<string, string>;
   /** A replica: its own store on this PostgreSQL and shared state in this Redis (not the PGlite registry). */
   shared?: { databaseUrl: string; redisUrl: string; redisPrefix: string };
 }
@@ -42,6 +52,17 @@ const sampleMemory = () => {
 };
 setInterval(sampleMemory, 20).unref();
 
+/** A sandbox tenant as the registry holds it. */
+function newTenantOf(t: SandboxInfo["tenants"][number]) {
+  return {
+    id: t.id,
+    displayName: t.displayName,
+    tags: t.tags,
+    backend: t.defender ? null : ("graph" as const),
+    consentState: t.granted ? ("GRANTED" as const) : ("PENDING" as const),
+  };
+}
+
 /** Sandbox-mode config with the bench's freshness bound and deadline (default 20 s); the rest at defaults. */
 function config(params: AppParams) {
   const base = loadConfig({
@@ -51,6 +72,8 @@ function config(params: AppParams) {
     // Chosen, as it must be on PostgreSQL and on the registry the bench filled before any app opened it.
     SANDBOX: "true",
     INCIDENT_FRESHNESS_SECONDS: String(params.freshnessSeconds),
+    ...(params.sync === false ? { INCIDENT_SYNC: "false" } : {}),
+    ...(params.env ?? {}),
     ...(params.shared ? { DATABASE_URL: params.shared.databaseUrl, REDIS_URL: params.shared.redisUrl, REDIS_PREFIX: params.shared.redisPrefix } : {}),
     ...(params.operationTimeoutMs !== undefined ? { OPERATION_TIMEOUT_MS: String(params.operationTimeoutMs) } : {}),
   });
@@ -66,22 +89,24 @@ async function stopApp(): Promise<void> {
 
 serveParent(
   {
-    /** Opens the registry in `dataDir` and registers the sandbox's tenants as `startRuntime` would. */
-    async init(params: { sandbox: SandboxInfo; dataDir: string }) {
+    /**
+     * Opens the registry — PGlite in `dataDir` (in memory when undefined), or PostgreSQL at `databaseUrl` —
+     * and registers the sandbox's tenants as `startRuntime` would (all of them, or `register` of them).
+     */
+    async init(params: { sandbox: SandboxInfo; dataDir?: string; databaseUrl?: string; register?: SandboxInfo["tenants"] }) {
       sandbox = params.sandbox;
       const t0 = performance.now();
-      const rssBeforeStore = process.memoryUsage().rss;
-      store = await openStore({ dataDir: params.dataDir });
-      await store.tenants.registerMissing(
-        sandbox.tenants.map((t) => ({
-          id: t.id,
-          displayName: t.displayName,
-          tags: t.tags,
-          backend: t.defender ? null : ("graph" as const),
-          consentState: t.granted ? ("GRANTED" as const) : ("PENDING" as const),
-        })),
-      );
-      return { storeMs: performance.now() - t0, rssBeforeStore, rssAfterStore: process.memoryUsage().rss };
+      const before = process.memoryUsage();
+      store = await openStore(params.databaseUrl ? { databaseUrl: params.databaseUrl } : { dataDir: params.dataDir });
+      await store.tenants.registerMissing((params.register ?? sandbox.tenants).map(newTenantOf));
+      const after = process.memoryUsage();
+      return {
+        storeMs: performance.now() - t0,
+        rssBeforeStore: before.rss,
+        rssAfterStore: after.rss,
+        externalBeforeStore: before.external - before.arrayBuffers,
+        externalAfterStore: after.external - after.arrayBuffers,
+      };
     },
     /** Closes the registry (the process that prepares the data directory ends after this). */
     async closeStore() {
@@ -123,7 +148,23 @@ serveParent(
       if (params?.gc) (globalThis as { gc?: () => void }).gc?.();
       sampleMemory();
       const usage = process.memoryUsage();
-      return { rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external, peakRss, peakHeapUsed, maxRssKb: process.resourceUsage().maxRSS };
+      return {
+        rss: usage.rss,
+        heapUsed: usage.heapUsed,
+        heapTotal: usage.heapTotal,
+        external: usage.external,
+        arrayBuffers: usage.arrayBuffers,
+        // WebAssembly memories count as external, not as array buffers: this is mostly PGlite's.
+        wasm: usage.external - usage.arrayBuffers,
+        peakRss,
+        peakHeapUsed,
+        maxRssKb: process.resourceUsage().maxRSS,
+      };
+    },
+    /** CPU time of this process so far, µs (user + system). */
+    cpu() {
+      const usage = process.cpuUsage();
+      return { userUs: usage.user, systemUs: usage.system };
     },
     resetPeak() {
       peakRss = 0;
@@ -136,13 +177,92 @@ serveParent(
       sandbox = params.sandbox;
       return null;
     },
-    /** Replicas: registers the sandbox's tenants in the shared store (as `init` does in the PGlite one). */
-    async registerTenants(params: { sandbox: SandboxInfo }) {
-      if (!app) throw new Error("no app");
-      await app.store.tenants.registerMissing(
-        params.sandbox.tenants.map((t) => ({ id: t.id, displayName: t.displayName, tags: t.tags, backend: t.defender ? null : ("graph" as const), consentState: t.granted ? ("GRANTED" as const) : ("PENDING" as const) })),
-      );
+    /** Registers tenants (default: all the sandbox's) in the app's store, or in the opened registry without an app. */
+    async registerTenants(params: { sandbox: SandboxInfo; tenants?: SandboxInfo["tenants"] }) {
+      const target = app?.store ?? store;
+      if (!target) throw new Error("no app and no store");
+      await target.tenants.registerMissing((params.tenants ?? params.sandbox.tenants).map(newTenantOf));
       return null;
+    },
+    /**
+     * How far the mirror's syncs got over `tenantIds` (from the sync state rows): tenants with some data,
+     * fully loaded, fresh within `freshnessMs`, failing; pages and incidents mirrored.
+     */
+    async progress(params: { tenantIds: string[]; freshnessMs: number }) {
+      if (!app) throw new Error("no app");
+      const wanted = new Set(params.tenantIds.map((id) => id.toLowerCase()));
+      const states = await app.incidents.mirror.states([...wanted]);
+      const now = Date.now();
+      let withData = 0;
+      let complete = 0;
+      let fresh = 0;
+      let failing = 0;
+      let pages = 0;
+      let incidents = 0;
+      let lastFetchedAt = 0;
+      for (const state of states.values()) {
+        if (state.fetchedAt !== null || (state.sweep !== null && state.sweep.pages > 0)) withData++;
+        if (state.fullFetchedAt !== null) complete++;
+        if (state.fetchedAt !== null && now - state.fetchedAt.getTime() < params.freshnessMs) fresh++;
+        if (state.lastError) failing++;
+        pages += state.pagesRead;
+        incidents += state.incidentCount;
+        if (state.fetchedAt) lastFetchedAt = Math.max(lastFetchedAt, state.fetchedAt.getTime());
+      }
+      return { tenants: wanted.size, states: states.size, withData, complete, fresh, failing, pages, incidents, lastFetchedAt };
+    },
+    /** One tenant's sync state (dates as ISO strings). */
+    async tenantState(params: { tenantId: string }) {
+      if (!app) throw new Error("no app");
+      const state = await app.incidents.mirror.state(params.tenantId.toLowerCase());
+      return state ? JSON.parse(JSON.stringify(state)) : null;
+    },
+    /**
+     * Fills the opened registry's mirror without any upstream call: `perTenant` incidents for each tenant,
+     * as the sandbox would list them (one sandbox tenant's generated incidents, mapped as the Defender
+     * client maps them, given each tenant's id and times shifted per tenant), put with IncidentMirror.put
+     * page by page as a sync would, and each tenant's state marked fully synced now.
+     */
+    async seedMirror(params: { tenantIds: string[]; perTenant: number; pageSize: number; seed: number }) {
+      if (!store) throw new Error("init first");
+      const t0 = performance.now();
+      const generator = new SandboxContext({ tenantCount: 1, incidentsPerTenant: params.perTenant, seed: params.seed });
+      const source = new IncidentStore(generator);
+      const template = source
+        .forTenant(generator.tenants[0]!.id)
+        .map((record) => mapDefenderIncident(defenderIncident(source.view(record), { entitySerialization: "sparse", listItem: true }), record.tenantId));
+      const generatedMs = performance.now() - t0;
+      const mirror = new IncidentMirror(store.db);
+      let rows = 0;
+      for (const [k, tenantId] of params.tenantIds.entries()) {
+        // Per tenant, times moved by up to a minute so the tenants' incidents interleave in the global order.
+        const shift = (k * 7_919) % 60_000;
+        const incidents: Incident[] = template.map((i) => ({
+          ...i,
+          tenantId,
+          createdTime: new Date(i.createdTime.getTime() - shift),
+          lastUpdateTime: new Date(i.lastUpdateTime.getTime() - shift),
+        }));
+        const now = Date.now();
+        for (let from = 0; from < incidents.length; from += params.pageSize) {
+          const page = incidents.slice(from, from + params.pageSize);
+          const last = from + params.pageSize >= incidents.length;
+          const newest = new Date(Math.max(...incidents.map((i) => i.lastUpdateTime.getTime())));
+          await mirror.put(tenantId, "defender", page, {
+            source: "sync",
+            listedMs: now,
+            state: last
+              ? { watermark: newest, fetchedAt: new Date(now), fullFetchedAt: new Date(now), sweep: null, pagesRead: 1, lastAttemptAt: new Date(now), lastError: null, errorAt: null }
+              : { pagesRead: 1 },
+          });
+          rows += page.length;
+        }
+      }
+      return { generatedMs, seededMs: performance.now() - t0 - generatedMs, rows };
+    },
+    engineStats() {
+      if (!app) throw new Error("no app");
+      return app.syncEngine?.stats() ?? null;
     },
     stats() {
       if (!app) throw new Error("no app");

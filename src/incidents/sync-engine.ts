@@ -9,7 +9,7 @@ export interface SyncEngineOptions {
   service: IncidentService;
   tenants: TenantStore;
   defaultBackend: IncidentsBackendName;
-  /** Tenants this replica syncs at once. Default 8. */
+  /** Tenants this replica syncs at once. Default 8 (the app passes INCIDENT_SYNC_CONCURRENCY, 32). */
   concurrency?: number;
   /** How often the engine looks for due tenants (real time). Default 1 s. */
   tickMs?: number;
@@ -210,7 +210,7 @@ export class SyncEngine {
       .finally(() => {
         this.running.delete(key);
         // A slot is free: look again soon rather than at the next tick (first loads go on at once).
-        if (!this.stopped) this.schedule(20);
+        if (!this.stopped) this.schedule(100);
       });
   }
 

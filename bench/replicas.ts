@@ -26,7 +26,9 @@ export interface ReplicasResult {
     freshnessSeconds: number;
     listsPerTenantPerMinute: { median: number; max: number };
     budgetPerMinute: number;
+    /** Token calls per tenant over the whole section (both replicas, each started twice): median and max. */
     tokensPerTenant: number;
+    maxTokensPerTenant: number;
     throttled: number;
     queries: number;
   };
@@ -72,7 +74,8 @@ export async function measureReplicas(options: {
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   await admin.query(`CREATE SCHEMA ${schema}`);
-  const shared = { databaseUrl: url.toString(), redisUrl, redisPrefix: prefix };
+  // Replicas share app-only tokens through Redis (TOKEN_CACHE_KEY, a random one per run): one token per tenant for the fleet.
+  const shared = { databaseUrl: url.toString(), redisUrl, redisPrefix: prefix, tokenCacheKey: randomBytes(36).toString("base64") };
   const ids = options.tenants.map((t) => t.id);
   const body = { query: QUERY, variables: { ids } };
   const servers: Child[] = [];
@@ -87,6 +90,7 @@ export async function measureReplicas(options: {
       for (const server of servers) urls.push((await server.call<{ url: string }>("startApp", { freshnessSeconds, shared } satisfies AppParams)).url);
       return urls;
     };
+    await options.sandboxChild.call("reset");
     let urls = await start(3600);
     await servers[0]!.call("registerTenants", { sandbox: options.sandbox });
     // Warm: the first replica refreshes every tenant; the second finds them in the shared cache.
@@ -106,6 +110,8 @@ export async function measureReplicas(options: {
     // Sustained load on both with a short freshness bound: how often each tenant is called upstream.
     const freshnessSeconds = 5;
     urls = await start(freshnessSeconds);
+    // Tokens over the whole section (both replicas, started twice): with TOKEN_CACHE_KEY, one per tenant for the fleet.
+    const before = await options.sandboxChild.call<CounterSnapshot>("counters");
     await options.sandboxChild.call("reset");
     options.log(`  replicas: sustained load on both for ${options.sustainedMs / 1000} s, freshness ${freshnessSeconds} s`);
     const sustainedLoad = await Promise.all(urls.map((u) => load(u, body, { connections: half, durationMs: options.sustainedMs })));
@@ -114,7 +120,7 @@ export async function measureReplicas(options: {
       const c = snapshot.byTenant[t.id] ?? {};
       return (((c["defender.list"] ?? 0) + (c["graph.list"] ?? 0)) * 60_000) / options.sustainedMs;
     });
-    const tokens = options.tenants.map((t) => snapshot.byTenant[t.id]?.token ?? 0);
+    const tokens = options.tenants.map((t) => (before.byTenant[t.id]?.token ?? 0) + (snapshot.byTenant[t.id]?.token ?? 0));
     return {
       tenants: options.tenants.length,
       oneReplica,
@@ -125,6 +131,7 @@ export async function measureReplicas(options: {
         listsPerTenantPerMinute: { median: median(perMinute), max: Math.max(...perMinute) },
         budgetPerMinute: DEFAULT_RATE_LIMITS["defender.list"][0]!.limit,
         tokensPerTenant: median(tokens),
+        maxTokensPerTenant: Math.max(...tokens),
         throttled: snapshot.throttled,
         queries: sustainedLoad.reduce((sum, r) => sum + r.requests, 0),
       },

@@ -144,7 +144,7 @@ function reportReplicas(result: ReplicasResult | { skipped: string } | undefined
   log(
     `Sustained load on both replicas, ${s.seconds} s, freshness ${s.freshnessSeconds} s, ${s.queries} queries: list calls per tenant per minute ` +
       `median ${fixed(s.listsPerTenantPerMinute.median)}, max ${fixed(s.listsPerTenantPerMinute.max)} (budget ${s.budgetPerMinute}/min: ` +
-      `${s.listsPerTenantPerMinute.max <= s.budgetPerMinute ? "within" : "OVER"}); tokens per tenant ${fixed(s.tokensPerTenant)}; throttled ${s.throttled}`,
+      `${s.listsPerTenantPerMinute.max <= s.budgetPerMinute ? "within" : "OVER"}); tokens per tenant over the section (2 replicas × 2 starts, TOKEN_CACHE_KEY set) median ${fixed(s.tokensPerTenant)}, max ${fixed(s.maxTokensPerTenant)}; throttled ${s.throttled}`,
   );
 }
 

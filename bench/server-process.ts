@@ -35,7 +35,7 @@ export interface AppParams {
   /** More settings (e.g. INCIDENT_FIRST_LOAD_WAIT_MS), as environment variables. */
   env?: Record<string, string>;
   /** A replica: its own store on this PostgreSQL and shared state in this Redis (not the PGlite registry). */
-  shared?: { databaseUrl: string; redisUrl: string; redisPrefix: string };
+  shared?: { databaseUrl: string; redisUrl: string; redisPrefix: string; tokenCacheKey?: string };
 }
 
 let store: Store | undefined;
@@ -75,6 +75,7 @@ function config(params: AppParams) {
     ...(params.sync === false ? { INCIDENT_SYNC: "false" } : {}),
     ...(params.env ?? {}),
     ...(params.shared ? { DATABASE_URL: params.shared.databaseUrl, REDIS_URL: params.shared.redisUrl, REDIS_PREFIX: params.shared.redisPrefix } : {}),
+    ...(params.shared?.tokenCacheKey ? { TOKEN_CACHE_KEY: params.shared.tokenCacheKey } : {}),
     ...(params.operationTimeoutMs !== undefined ? { OPERATION_TIMEOUT_MS: String(params.operationTimeoutMs) } : {}),
   });
   // withSandbox reads the sandbox's URL, certificate and app credential, which is all the info carries.

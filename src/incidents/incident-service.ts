@@ -598,7 +598,8 @@ export class IncidentService {
       // Shutting down mid-list (as in the catch below): the pages read stay, the next start goes on; nothing failed.
       if (this.closing.signal.aborted) return { ran: true, ok: true, changed, stopped: error };
       this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
-      await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt) });
+      // A caller's deadline is not the tenant's failure: no back-off, the engine goes on at its next look.
+      if (error.code !== "DEADLINE_EXCEEDED") await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt) });
       return { ran: true, ok: true, changed, stopped: error };
     } catch (caught) {
       mode = mode === "first" ? "first" : "delta";
@@ -608,7 +609,11 @@ export class IncidentService {
       this.counters.refreshFailures++;
       this.logFailure(tenantId, backend, mode, caught, error);
       if (!isTransientCode(error.code)) await this.mirror.forgetTenant(tenantId).catch(() => undefined);
-      await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt), lastAttemptAt: new Date(startedAt) }).catch(() => undefined);
+      // A caller's deadline (the sync ran under the query that started it) is not the tenant's failure: the
+      // attempt is noted, no error, so the engine takes the tenant up again at once rather than after a back-off.
+      const recorded: SyncStatePatch =
+        error.code === "DEADLINE_EXCEEDED" ? { lastAttemptAt: new Date(startedAt) } : { lastError: error, errorAt: new Date(startedAt), lastAttemptAt: new Date(startedAt) };
+      await this.mirror.patchState(tenantId, backend, recorded).catch(() => undefined);
       this.remember(tenantId, backend, error, caught, generation);
       return { ran: true, ok: false, error };
     }

@@ -195,7 +195,9 @@ export class SyncEngine {
     }
     if (state.fullFetchedAt === null) return state.lastAttemptAt ? state.lastAttemptAt.getTime() : now;
     if (state.fetchedAt === null) return now;
-    const interval = Math.min(this.quietMaxMs, this.service.freshnessMs * 2 ** Math.min(state.quietPolls, 10));
+    // Never more often than the freshness bound, however short the quiet maximum.
+    const fresh = this.service.freshnessMs;
+    const interval = Math.min(Math.max(this.quietMaxMs, fresh), fresh * 2 ** Math.min(state.quietPolls, 10));
     return state.fetchedAt.getTime() + interval;
   }
 

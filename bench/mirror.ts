@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { createConnection } from "node:net";
 import pg from "pg";
 import { request, type Dispatcher } from "undici";
 import { DEFAULT_RATE_LIMITS } from "../src/defender/rate-budget.js";
 import type { CounterSnapshot } from "../src/sandbox/context.js";
 import { createDispatcher } from "../src/http/dispatcher.js";
 import { load, type LoadResult } from "./load.js";
+import { answers } from "./replicas.js";
 import { startChild, type Child } from "./rpc.js";
 import type { SandboxInfo } from "./sandbox-process.js";
 import type { AppParams } from "./server-process.js";
@@ -866,21 +866,6 @@ function pct(share: number): string {
 
 function sleep(msToWait: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, msToWait));
-}
-
-async function answers(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: hostname, port: Number(port) }, () => {
-      socket.end();
-      resolve(true);
-    });
-    socket.on("error", () => resolve(false));
-    socket.setTimeout(1_000, () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
 }
 
 /** Runs `work` on a fresh schema of the database (search_path), dropped afterwards. */

@@ -38,7 +38,8 @@ type Tenant = SandboxInfo["tenants"][number];
 
 const QUERY = `query($ids: [ID!]) { incidents(tenantIds: $ids, first: 50) { totalCount edges { node { tenantId incidentId severity lastUpdateTime } } tenantOutcomes { tenantId ok fromCache } } }`;
 
-async function answers(url: string): Promise<boolean> {
+/** Whether something accepts TCP connections at the URL's host and port (a service to bench against is up). */
+export async function answers(url: string): Promise<boolean> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const socket = createConnection({ host: hostname, port: Number(port) }, () => {

@@ -1,4 +1,4 @@
-import type { Incident } from "../../src/defender/incident.js";
+import type { Incident, IncidentAlert } from "../../src/defender/incident.js";
 
 /** A normalised incident with plausible defaults; `overrides` win. */
 export function makeIncident(overrides: Partial<Incident> & Pick<Incident, "tenantId" | "incidentId">): Incident {
@@ -25,6 +25,28 @@ export function makeIncident(overrides: Partial<Incident> & Pick<Incident, "tena
 }
 
 /** A small deterministic PRNG (mulberry32), so generated data and failures are reproducible. */
+/** A minimal alert: its id, a title from it, HIGH, nothing else known. */
+export function makeAlert(id: string): IncidentAlert {
+  return {
+    alertId: id,
+    title: `alert ${id}`,
+    description: null,
+    severity: "HIGH",
+    status: "New",
+    category: null,
+    serviceSource: null,
+    detectionSource: null,
+    mitreTechniques: [],
+    createdTime: null,
+    lastUpdateTime: null,
+    resolvedTime: null,
+    firstActivity: null,
+    lastActivity: null,
+    devices: [],
+    entities: [],
+  };
+}
+
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { TokenAcquisitionError } from "../../../src/auth/token-errors.js";
 import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListOptions, type ListResult } from "../../../src/defender/backend-client.js";
-import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../../../src/defender/incident.js";
+import type { Incident, IncidentPatch, IncidentsBackendName } from "../../../src/defender/incident.js";
 import { parseIncidentQuery } from "../../../src/incidents/incident-query.js";
 import { IncidentService, type IncidentServiceOptions, type IncidentTarget } from "../../../src/incidents/incident-service.js";
 import { IncidentMirror } from "../../../src/incidents/mirror.js";
 import { openStore, type Store } from "../../../src/store/store.js";
-import { makeIncident } from "../../helpers/incident-factory.js";
+import { makeAlert, makeIncident } from "../../helpers/incident-factory.js";
 import { captureLogger } from "../../helpers/log-capture.js";
 
 /**
@@ -732,24 +732,8 @@ describe("IncidentService: replicas share the mirror through leases", () => {
 
 describe("IncidentService.loadAlerts (Graph lists carry no alerts)", () => {
   const graphTarget = { tenantId: TENANT, backend: "graph" as const };
-  const alert = (id: string): IncidentAlert => ({
-    alertId: id,
-    title: `alert ${id}`,
-    description: null,
-    severity: "HIGH",
-    status: "New",
-    category: null,
-    serviceSource: null,
-    detectionSource: null,
-    mitreTechniques: [],
-    createdTime: null,
-    lastUpdateTime: null,
-    resolvedTime: null,
-    firstActivity: null,
-    lastActivity: null,
-    devices: [],
-    entities: [],
-  });
+  const alert = makeAlert;
+
 
   class GraphFake extends FakeClient {
     readonly alertBatches: string[][] = [];

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, beforeEach, describe, it } from "node:test";
 import pg from "pg";
-import { CLASSIFICATIONS, INCIDENT_STATUSES, SEVERITIES, type Incident, type IncidentAlert } from "../../../src/defender/incident.js";
+import { CLASSIFICATIONS, INCIDENT_STATUSES, SEVERITIES, type Incident } from "../../../src/defender/incident.js";
 import {
   INCIDENT_ORDER_FIELDS,
   ORDER_DIRECTIONS,
@@ -14,7 +14,7 @@ import {
 } from "../../../src/incidents/incident-query.js";
 import { IncidentMirror } from "../../../src/incidents/mirror.js";
 import { openStore, type Store } from "../../../src/store/store.js";
-import { makeIncident, pick, seededRandom, tenantGuid } from "../../helpers/incident-factory.js";
+import { makeAlert, makeIncident, pick, seededRandom, tenantGuid } from "../../helpers/incident-factory.js";
 
 /**
  * The SQL incident mirror (src/incidents/mirror.ts) on PGlite in memory, and on PostgreSQL too when
@@ -63,26 +63,7 @@ if (databaseUrl) {
   });
 }
 
-function alert(id: string): IncidentAlert {
-  return {
-    alertId: id,
-    title: `alert ${id}`,
-    description: null,
-    severity: "HIGH",
-    status: "New",
-    category: null,
-    serviceSource: null,
-    detectionSource: null,
-    mitreTechniques: [],
-    createdTime: null,
-    lastUpdateTime: null,
-    resolvedTime: null,
-    firstActivity: null,
-    lastActivity: null,
-    devices: [],
-    entities: [],
-  };
-}
+const alert = makeAlert;
 
 // ---------------------------------------------------------------------------------------------------
 // Random data for the paging comparison

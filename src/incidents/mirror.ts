@@ -160,10 +160,17 @@ export class IncidentMirror {
     return rows.length;
   }
 
-  /** Forgets a tenant entirely: its incidents and its sync state (tenant removed, consent gone, backend changed). */
+  /**
+   * Forgets a tenant entirely: its incidents, each with a `removed` event (a consumer of the change stream
+   * learns they are gone), and its sync state (tenant removed, consent gone, backend changed).
+   */
   async forgetTenant(tenantId: string): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query(`DELETE FROM incidents WHERE tenant_id = $1`, [tenantId]);
+      const gone = await tx.query<{ incident_id: string; updated_ms: string }>(`DELETE FROM incidents WHERE tenant_id = $1 RETURNING incident_id, updated_ms`, [tenantId]);
+      await insertChanges(
+        tx,
+        gone.map((g) => ({ tenantId, incidentId: g.incident_id, kind: "removed" as const, changed: [], updatedMs: Number(g.updated_ms), source: "sync" as const })),
+      );
       await tx.query(`DELETE FROM incident_sync WHERE tenant_id = $1`, [tenantId]);
     });
   }

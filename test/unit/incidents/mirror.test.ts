@@ -336,10 +336,15 @@ for (const engine of engines) {
         assert.equal(await mirror.size(), 3);
       });
 
-      it("forgetTenant drops a tenant's rows and state", async () => {
+      it("forgetTenant drops a tenant's rows (each with a removed event) and state", async () => {
         await mirror.put(T1, "defender", [inc(T1, "1", 1)], { source: "sync", listedMs: BASE });
         await mirror.put(T2, "defender", [inc(T2, "1", 1)], { source: "sync", listedMs: BASE });
+        const before = (await mirror.changes(0, 100)).at(-1)!.seq;
         await mirror.forgetTenant(T1);
+        assert.deepEqual(
+          (await mirror.changes(before, 100)).map((c) => [c.tenantId, c.incidentId, c.kind, c.source]),
+          [[T1, "1", "removed", "sync"]],
+        );
         assert.equal(await mirror.state(T1), undefined);
         assert.equal(await mirror.get(T1, "1"), undefined);
         assert.deepEqual([...(await mirror.states([T1, T2])).keys()], [T2]);

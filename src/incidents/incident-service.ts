@@ -599,7 +599,7 @@ export class IncidentService {
       if (this.closing.signal.aborted) return { ran: true, ok: true, changed, stopped: error };
       this.logFailure(tenantId, backend, mode, stopped.stoppedBy, error);
       // A caller's deadline is not the tenant's failure: no back-off, the engine goes on at its next look.
-      if (error.code !== "DEADLINE_EXCEEDED") await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(startedAt) });
+      if (error.code !== "DEADLINE_EXCEEDED") await this.mirror.patchState(tenantId, backend, { lastError: error, errorAt: new Date(this.now()) });
       return { ran: true, ok: true, changed, stopped: error };
     } catch (caught) {
       mode = mode === "first" ? "first" : "delta";
@@ -612,7 +612,7 @@ export class IncidentService {
       // A caller's deadline (the sync ran under the query that started it) is not the tenant's failure: the
       // attempt is noted, no error, so the engine takes the tenant up again at once rather than after a back-off.
       const recorded: SyncStatePatch =
-        error.code === "DEADLINE_EXCEEDED" ? { lastAttemptAt: new Date(startedAt) } : { lastError: error, errorAt: new Date(startedAt), lastAttemptAt: new Date(startedAt) };
+        error.code === "DEADLINE_EXCEEDED" ? { lastAttemptAt: new Date(startedAt) } : { lastError: error, errorAt: new Date(this.now()), lastAttemptAt: new Date(startedAt) };
       await this.mirror.patchState(tenantId, backend, recorded).catch(() => undefined);
       this.remember(tenantId, backend, error, caught, generation);
       return { ran: true, ok: false, error };

@@ -30,7 +30,7 @@ export interface SyncState {
   /** Incidents the mirror holds for the tenant. */
   incidentCount: number;
   lastAttemptAt: Date | null;
-  /** The last sync's failure, when it failed after the last success. */
+  /** The last sync's failure, when it failed after the last success (`errorAt`: when it was recorded). */
   lastError: TenantError | null;
   errorAt: Date | null;
   /** Syncs in a row that found nothing new (the engine polls a quiet tenant less often). */

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { request, type Dispatcher } from "undici";
+import { request } from "undici";
 import { DEFAULT_RATE_LIMITS } from "../src/defender/rate-budget.js";
 import type { CounterSnapshot } from "../src/sandbox/context.js";
 import { createDispatcher } from "../src/http/dispatcher.js";
 import { load, type LoadResult } from "./load.js";
 import { answers } from "./replicas.js";
+import { sandboxToken } from "./upstream.js";
 import { startChild, type Child } from "./rpc.js";
 import type { SandboxInfo } from "./sandbox-process.js";
 import type { AppParams } from "./server-process.js";
@@ -369,7 +370,7 @@ async function syncBound(ctx: Context): Promise<SyncBound> {
     const windowStart = new Date(Date.now() - WINDOW_DAYS * 86_400_000);
     await Promise.all(
       tenants.map(async (tenant) => {
-        const token = await tokenOf(sandbox, tenant, dispatcher);
+        const token = await sandboxToken(sandbox, tenant, dispatcher);
         tokens++;
         const field = tenant.defender ? "lastUpdateTime" : "lastUpdateDateTime";
         const top = tenant.defender ? DEFENDER_PAGE : GRAPH_PAGE;
@@ -403,23 +404,6 @@ async function syncBound(ctx: Context): Promise<SyncBound> {
     modelMs: Math.ceil((tokens + lists) / IN_FLIGHT) * LATENCY_MS,
     sandboxCpuShare: (cpu1 - cpu0) / wall,
   };
-}
-
-async function tokenOf(sandbox: SandboxInfo, tenant: Tenant, dispatcher: Dispatcher): Promise<string> {
-  const answer = await request(`${sandbox.url}/${tenant.id}/oauth2/v2.0/token`, {
-    dispatcher,
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({
-      grant_type: "client_credentials",
-      client_id: sandbox.clientId,
-      client_secret: sandbox.clientSecret,
-      scope: tenant.defender ? "https://api.security.microsoft.com/.default" : "https://graph.microsoft.com/.default",
-    }).toString(),
-  });
-  const body = (await answer.body.json()) as { access_token?: string };
-  if (answer.statusCode !== 200 || !body.access_token) throw new Error(`bound: token for ${tenant.id} answered ${answer.statusCode}`);
-  return body.access_token;
 }
 
 // ---------------------------------------------------------------------------------------------------

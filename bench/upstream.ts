@@ -16,8 +16,8 @@ type Tenant = SandboxInfo["tenants"][number];
 
 const SCOPES = { defender: "https://api.security.microsoft.com/.default", graph: "https://graph.microsoft.com/.default" };
 
-/** One tenant's token then first page of incidents; resolves the number of incidents read. */
-async function tokenThenList(sandbox: SandboxInfo, tenant: Tenant, dispatcher: Dispatcher): Promise<number> {
+/** One tenant's app-only token from the sandbox's Entra ID (client credentials for its backend), over bare undici. */
+export async function sandboxToken(sandbox: SandboxInfo, tenant: Tenant, dispatcher: Dispatcher): Promise<string> {
   const token = await request(`${sandbox.url}/${tenant.id}/oauth2/v2.0/token`, {
     dispatcher,
     method: "POST",
@@ -31,10 +31,16 @@ async function tokenThenList(sandbox: SandboxInfo, tenant: Tenant, dispatcher: D
   });
   const tokenBody = (await token.body.json()) as { access_token?: string };
   if (token.statusCode !== 200 || !tokenBody.access_token) throw new Error(`token for ${tenant.id}: HTTP ${token.statusCode}`);
+  return tokenBody.access_token;
+}
+
+/** One tenant's token then first page of incidents; resolves the number of incidents read. */
+async function tokenThenList(sandbox: SandboxInfo, tenant: Tenant, dispatcher: Dispatcher): Promise<number> {
+  const accessToken = await sandboxToken(sandbox, tenant, dispatcher);
   // Each backend's largest page as Crosswatch asks for it: Defender 100 (alerts inline), Graph 50 without
   // $expand=alerts (it fails on large tenants; alerts are read per incident only when a query selects them).
   const listUrl = tenant.defender ? `${sandbox.url}/api/incidents?$top=100` : `${sandbox.url}/v1.0/security/incidents?$top=50`;
-  const list = await request(listUrl, { dispatcher, headers: { authorization: `Bearer ${tokenBody.access_token}` } });
+  const list = await request(listUrl, { dispatcher, headers: { authorization: `Bearer ${accessToken}` } });
   const page = (await list.body.json()) as { value?: unknown[] };
   if (list.statusCode !== 200 || !Array.isArray(page.value)) throw new Error(`list for ${tenant.id}: HTTP ${list.statusCode}`);
   return page.value.length;

@@ -5,7 +5,7 @@ import { TokenAcquisitionError } from "../auth/token-errors.js";
 import { UpstreamError, type AlertsLoad, type CallOptions, type IncidentsBackendClient, type ListResult } from "../defender/backend-client.js";
 import type { Incident, IncidentAlert, IncidentPatch, IncidentsBackendName } from "../defender/incident.js";
 import type { IncidentPage, ParsedIncidentQuery } from "./incident-query.js";
-import type { IncidentMirror, MirrorCounts, SyncState, SyncStatePatch } from "./mirror.js";
+import { failingSinceSuccess, hasData, type IncidentMirror, type MirrorCounts, type SyncState, type SyncStatePatch } from "./mirror.js";
 import { deadlineExceeded, incomplete, isLastingCode, isTransientCode, toTenantError, type TenantError, type TenantOutcome } from "./outcome.js";
 
 /** Which tenant to read, and from which backend (the tenant's override or the deployment default). */
@@ -265,7 +265,7 @@ export class IncidentService {
       // A tenant never synced: its first sync run, or — when that takes longer than `firstLoadWaitMs` — its
       // first page, so a large tenant's first query is not held up by the rest of its pages.
       const until = firstPageOnly
-        ? Promise.race([flight.firstPage.then(() => delay(this.firstLoadWaitMs - (performance.now() - flight.startedPerf))).then((): SyncResult => ({ ran: true, ok: true, changed: 0 })), flight.done])
+        ? Promise.race([flight.firstPage.then(() => sleep(Math.max(0, this.firstLoadWaitMs - (performance.now() - flight.startedPerf)))).then((): SyncResult => ({ ran: true, ok: true, changed: 0 })), flight.done])
         : flight.done;
       const waited = await this.wait(until, options, tenantId, flight.startedAt, firstPageOnly);
       if (waited === "deadline") this.counters.deadlineExceeded++;
@@ -329,7 +329,7 @@ export class IncidentService {
   /** What a tenant's state says to a query: fresh, stale, syncing (first load), failing, never synced. */
   phase(state: SyncState | undefined): SyncPhase {
     if (!state || !hasData(state)) return state?.lastError ? "FAILING" : "NEVER_SYNCED";
-    if (state.lastError && (state.fetchedAt === null || (state.errorAt !== null && state.errorAt.getTime() >= state.fetchedAt.getTime()))) return "FAILING";
+    if (failingSinceSuccess(state)) return "FAILING";
     if (state.fullFetchedAt === null) return "SYNCING";
     return state.fetchedAt !== null && this.now() - state.fetchedAt.getTime() < this.freshnessMs ? "FRESH" : "STALE";
   }
@@ -781,11 +781,6 @@ function normaliseTenantId(tenantId: string): string {
   return tenantId.trim().toLowerCase();
 }
 
-/** Whether the mirror holds anything of the tenant to serve: a completed list, or a first page at least. */
-function hasData(state: SyncState | undefined): boolean {
-  return state !== undefined && (state.fetchedAt !== null || (state.sweep !== null && state.sweep.pages > 0));
-}
-
 function emptyState(tenantId: string, backend: IncidentsBackendName): SyncState {
   return {
     tenantId,
@@ -839,11 +834,6 @@ function isOver(options: LoadOptions): boolean {
 
 function isAbort(error: unknown): boolean {
   return (error instanceof Error || error instanceof DOMException) && (error.name === "AbortError" || error.name === "TimeoutError");
-}
-
-/** Resolves after `ms` (at once when not positive). */
-function delay(ms: number): Promise<void> {
-  return ms > 0 ? sleep(ms) : Promise.resolve();
 }
 
 function sleep(ms: number): Promise<void> {

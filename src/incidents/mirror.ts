@@ -39,6 +39,16 @@ export interface SyncState {
   leaseUntil: Date | null;
 }
 
+/** Whether the mirror holds anything of the tenant to serve: a completed list, or a first page at least. */
+export function hasData(state: SyncState | undefined): boolean {
+  return state !== undefined && (state.fetchedAt !== null || (state.sweep !== null && state.sweep.pages > 0));
+}
+
+/** Whether the tenant's last sync failed after its last success (or it never had one). */
+export function failingSinceSuccess(state: SyncState): boolean {
+  return state.lastError !== null && (state.fetchedAt === null || (state.errorAt !== null && state.errorAt.getTime() >= state.fetchedAt.getTime()));
+}
+
 /** What a sync writes to the state beside the incidents (undefined: unchanged). */
 export interface SyncStatePatch {
   watermark?: Date | null;
@@ -446,8 +456,11 @@ async function insertChanges(tx: SqlExecutor, events: readonly ChangeInput[]): P
   );
 }
 
+/** The SET clause that recounts the tenant's rows (the tenant id is `$1`). */
+const RECOUNT = `incident_count = (SELECT count(*) FROM incidents WHERE tenant_id = $1)`;
+
 async function recount(tx: SqlExecutor, tenantId: string): Promise<void> {
-  await tx.query(`UPDATE incident_sync SET incident_count = (SELECT count(*) FROM incidents WHERE tenant_id = $1), updated_at = now() WHERE tenant_id = $1`, [tenantId]);
+  await tx.query(`UPDATE incident_sync SET ${RECOUNT}, updated_at = now() WHERE tenant_id = $1`, [tenantId]);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -527,7 +540,7 @@ async function writeState(tx: SqlExecutor, tenantId: string, backend: IncidentsB
   if (patch.lastError !== undefined) set("last_error", patch.lastError === null ? null : JSON.stringify(patch.lastError), "::jsonb");
   if (patch.errorAt !== undefined) set("error_at", patch.errorAt);
   if (patch.quietPolls !== undefined) set("quiet_polls", patch.quietPolls);
-  if (recountRows) sets.push(`incident_count = (SELECT count(*) FROM incidents WHERE tenant_id = $1)`);
+  if (recountRows) sets.push(RECOUNT);
   // Row first, then the patch: an upsert's DO UPDATE does not run when the INSERT inserts, which would drop
   // the patch (and the count) of a tenant without a state row (a first put, or right after forgetTenant).
   await tx.query(`INSERT INTO incident_sync (tenant_id, backend) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING`, [tenantId, backend]);

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { IncidentsBackendName } from "../defender/incident.js";
 import type { TenantRecord, TenantStore } from "../store/tenant-store.js";
 import type { IncidentService, IncidentTarget } from "./incident-service.js";
-import type { SyncState } from "./mirror.js";
+import { failingSinceSuccess, hasData, type SyncState } from "./mirror.js";
 import { isLastingCode } from "./outcome.js";
 
 export interface SyncEngineOptions {
@@ -152,8 +152,7 @@ export class SyncEngine {
       const state = states.get(record.id);
       const wanted = this.wanted.has(key);
       // Consented tenants, and tenants whose incidents the mirror holds; not ones that only ever failed.
-      const held = state !== undefined && (state.fetchedAt !== null || (state.sweep?.pages ?? 0) > 0);
-      if (!wanted && record.consentState !== "GRANTED" && !held) continue;
+      if (!wanted && record.consentState !== "GRANTED" && !hasData(state)) continue;
       considered++;
       if (state?.sweep && state.fullFetchedAt === null) {
         firstLoads++;
@@ -190,7 +189,7 @@ export class SyncEngine {
   /** When the tenant is next due (service clock). */
   private dueAt(state: SyncState | undefined, record: TenantRecord, now: number): number {
     if (!state) return record.consentState === "GRANTED" ? now : Number.POSITIVE_INFINITY;
-    if (state.lastError && state.errorAt && (state.fetchedAt === null || state.errorAt.getTime() >= state.fetchedAt.getTime())) {
+    if (state.lastError && state.errorAt && failingSinceSuccess(state)) {
       return state.errorAt.getTime() + (isLastingCode(state.lastError.code) ? this.lastingRetryMs : this.retryMs);
     }
     if (state.fullFetchedAt === null) return state.lastAttemptAt ? state.lastAttemptAt.getTime() : now;
@@ -218,13 +217,8 @@ export class SyncEngine {
 
   private async allTenants(): Promise<TenantRecord[]> {
     const records: TenantRecord[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.tenants.list({}, 500, after);
-      records.push(...page.items);
-      if (!page.hasNextPage) return records;
-      after = page.cursors.at(-1);
-    }
+    for await (const items of this.tenants.pages()) records.push(...items);
+    return records;
   }
 
   private async prune(now: number): Promise<void> {

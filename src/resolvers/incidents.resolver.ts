@@ -242,21 +242,20 @@ export class IncidentsResolver {
   private async allTenants(tags: string[] | undefined, ctx: GraphQLContext): Promise<TenantRecord[]> {
     const records: TenantRecord[] = [];
     const scope = readableScope(ctx.caller);
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.deps.tenants
-        .list({ ...(tags ? { tags } : {}), ...(scope ? { scope } : {}) }, 500, after)
-        .catch(toPublicError);
-      records.push(...page.items);
-      if (records.length > MAX_TENANTS_PER_QUERY) {
-        throw badInput(
-          `more than ${MAX_TENANTS_PER_QUERY} tenants match: name them with tenantIds or narrow them with tenantTags`,
-          "tenantIds",
-        );
+    try {
+      for await (const items of this.deps.tenants.pages({ ...(tags ? { tags } : {}), ...(scope ? { scope } : {}) })) {
+        records.push(...items);
+        if (records.length > MAX_TENANTS_PER_QUERY) {
+          throw badInput(
+            `more than ${MAX_TENANTS_PER_QUERY} tenants match: name them with tenantIds or narrow them with tenantTags`,
+            "tenantIds",
+          );
+        }
       }
-      if (!page.hasNextPage) return records;
-      after = page.cursors.at(-1);
+    } catch (error) {
+      toPublicError(error);
     }
+    return records;
   }
 
   private async outcome(outcome: DomainOutcome): Promise<TenantOutcome> {

@@ -226,6 +226,17 @@ export class TenantStore {
     return new Map(rows.map((row) => [row.id, toRecord(row)]));
   }
 
+  /** Every tenant the filter matches, in `list`'s order, `pageSize` at a time (a page per yield). */
+  async *pages(filter: TenantFilter = {}, pageSize = MAX_PAGE_SIZE): AsyncGenerator<TenantRecord[]> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.list(filter, pageSize, after);
+      yield page.items;
+      if (!page.hasNextPage) return;
+      after = page.cursors.at(-1);
+    }
+  }
+
   /** A page ordered by display name (case-insensitive), then id: stable while tenants are added. */
   async list(filter: TenantFilter = {}, first = 50, after?: string): Promise<TenantPage> {
     if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {

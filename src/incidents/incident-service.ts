@@ -541,6 +541,8 @@ export class IncidentService {
 
     /** One list, each page committed with `pageState(resumeFrom)`. Lasting failures after some pages throw. */
     const list = async (from: number | null, pageState: (resumeFrom: Date | null) => SyncStatePatch, listedMs: number): Promise<ListResult> => {
+      // The window's start goes as the deltas' filter does (`lastUpdateTime ge`: documented for the Defender
+      // API; Graph documents `$filter` on lastUpdateDateTime, `ge` on it is assumed — see the README).
       const since = from === null ? windowStart : Math.max(windowStart, from);
       const listed = await client.listIncidents(tenantId, {
         updatedSince: new Date(since),
